@@ -1,0 +1,217 @@
+"""MLflow registry and tracking helpers shared by the assets and the command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
+
+from eval_pipeline.core.demo_models import (
+    DEMO_MODEL_SPECS,
+    DemoModelSpec,
+    EchoModel,
+    GlossaryModel,
+    build_glossary,
+)
+from eval_pipeline.core.partition_keys import ModelVersionRef
+
+logger = logging.getLogger(__name__)
+
+TAG_PREFIX = "eval_pipeline"
+DEMO_FINGERPRINT_TAG = f"{TAG_PREFIX}.demo_fingerprint"
+PARTITION_KEY_TAG = f"{TAG_PREFIX}.partition_key"
+EVAL_KEY_TAG = f"{TAG_PREFIX}.eval_key"
+MODEL_SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("string", "prompt"), ColSpec("string", "region")]),
+    outputs=Schema([ColSpec("string")]),
+)
+
+
+class ModelVersionNotFoundError(LookupError):
+    """Raised when a model version is not (or no longer) in the registry."""
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    """Where MLflow tracks runs, keeps the registry and stores artifacts."""
+
+    tracking_uri: str
+    registry_uri: str
+    experiment_name: str
+    artifact_location: str
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+
+    def activate(self) -> None:
+        """Point MLflow's fluent API (used by `log_model`) at these stores."""
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri)
+
+
+def ensure_experiment(settings: MlflowSettings, name: str | None = None) -> str:
+    """Return the id of the experiment, creating it with the configured artifact location."""
+    client = settings.client()
+    experiment_name = name or settings.experiment_name
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = f"{settings.artifact_location.rstrip('/')}/{experiment_name}"
+    return client.create_experiment(experiment_name, artifact_location=location)
+
+
+def get_model_version(settings: MlflowSettings, ref: ModelVersionRef):
+    """Return the registry entry of `ref`, or raise ModelVersionNotFoundError naming it."""
+    try:
+        return settings.client().get_model_version(ref.name, ref.version)
+    except MlflowException as error:
+        raise ModelVersionNotFoundError(
+            f"Model version {ref.name!r} version {ref.version} is not in the registry at "
+            f"{settings.registry_uri}; it may have been deleted. Register it again or remove "
+            "its partition."
+        ) from error
+
+
+def list_model_versions(
+    settings: MlflowSettings, names: Iterable[str] | None = None
+) -> list[ModelVersionRef]:
+    """Return every registered version of `names` (all registered models when None)."""
+    client = settings.client()
+    if names is None:
+        names = [model.name for model in client.search_registered_models()]
+    refs = []
+    for name in names:
+        escaped = name.replace("'", "\\'")
+        for version in client.search_model_versions(f"name = '{escaped}'"):
+            refs.append(ModelVersionRef(version.name, str(version.version)))
+    return sorted(refs, key=lambda ref: (ref.name, int(ref.version)))
+
+
+def _log_demo_model(
+    settings: MlflowSettings, spec: DemoModelSpec, items: Sequence[dict], experiment_id: str
+) -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        artifacts = None
+        if spec.kind == "glossary":
+            python_model = GlossaryModel(spec.fuzzy, spec.empty_answer_share)
+            glossary_path = Path(folder) / "glossary.json"
+            glossary = build_glossary(items, share=spec.glossary_share)
+            glossary_path.write_text(json.dumps(glossary, ensure_ascii=False), encoding="utf-8")
+            artifacts = {"glossary": str(glossary_path)}
+        else:
+            python_model = EchoModel()
+
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{spec.kind}"):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=python_model,
+                artifacts=artifacts,
+                signature=MODEL_SIGNATURE,
+                input_example=pd.DataFrame(
+                    {"prompt": ["¿Qué significa «cipote» en español neutro?"], "region": ["SV"]}
+                ),
+                # Requirements are listed so that MLflow does not load the model to infer them.
+                pip_requirements=["mlflow", "pandas", "rapidfuzz"],
+                registered_model_name=spec.registered_name,
+            )
+    return str(info.registered_model_version)
+
+
+def register_demo_models(
+    settings: MlflowSettings,
+    items: Sequence[dict],
+    specs: Sequence[DemoModelSpec] = DEMO_MODEL_SPECS,
+) -> list[ModelVersionRef]:
+    """Register each demo spec once; return all their versions, new and already registered.
+
+    A spec whose fingerprint tag is already on a version of its model is not registered again,
+    so running the demo twice keeps the same versions.
+    """
+    settings.activate()
+    client = settings.client()
+    experiment_id = ensure_experiment(settings, f"{settings.experiment_name}-models")
+    refs = []
+    for spec in specs:
+        existing = [
+            version
+            for version in client.search_model_versions(f"name = '{spec.registered_name}'")
+            if version.tags.get(DEMO_FINGERPRINT_TAG) == spec.fingerprint
+        ]
+        if existing:
+            refs.append(ModelVersionRef(spec.registered_name, str(existing[0].version)))
+            continue
+        version = _log_demo_model(settings, spec, items, experiment_id)
+        client.set_model_version_tag(
+            spec.registered_name, version, DEMO_FINGERPRINT_TAG, spec.fingerprint
+        )
+        client.update_model_version(spec.registered_name, version, description=spec.description)
+        logger.info("Registered %s version %s: %s", spec.registered_name, version, spec.description)
+        refs.append(ModelVersionRef(spec.registered_name, version))
+    return refs
+
+
+def metric_name(*parts: str) -> str:
+    """Join slice parts into an MLflow metric name (letters, digits, `_-. /:` only)."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. :")
+    cleaned = ["".join(ch if ch in allowed else "_" for ch in part) for part in parts]
+    return "/".join(cleaned)
+
+
+def start_or_resume_evaluation_run(
+    settings: MlflowSettings,
+    eval_key: str,
+    run_name: str,
+    params: Mapping[str, str],
+    tags: Mapping[str, str],
+) -> str:
+    """Return the run id for one evaluation, creating the run the first time.
+
+    The evaluation key hashes the model version, dataset version, template, noise specification,
+    scorer versions and code version, so a re-materialization with the same inputs logs into the
+    same run, and any change to those inputs starts a new one.
+    """
+    client = settings.client()
+    experiment_id = ensure_experiment(settings)
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{EVAL_KEY_TAG}` = '{eval_key}'", max_results=1
+    )
+    if found:
+        run_id = found[0].info.run_id
+        if found[0].info.status != "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        return run_id
+    run = client.create_run(experiment_id, run_name=run_name, tags={**tags, EVAL_KEY_TAG: eval_key})
+    client.log_batch(
+        run.info.run_id, params=[Param(key, str(value)) for key, value in params.items()]
+    )
+    return run.info.run_id
+
+
+def log_metrics(settings: MlflowSettings, run_id: str, metrics: Mapping[str, float]) -> None:
+    """Log finite metrics in batches (MLflow accepts at most 1000 per call)."""
+    timestamp = int(time.time() * 1000)
+    entries = [
+        Metric(key, float(value), timestamp, 0)
+        for key, value in metrics.items()
+        if value is not None and math.isfinite(float(value))
+    ]
+    client = settings.client()
+    for start in range(0, len(entries), 1000):
+        client.log_batch(run_id, metrics=entries[start : start + 1000])
+
+
+def set_run_tags(settings: MlflowSettings, run_id: str, tags: Mapping[str, str]) -> None:
+    settings.client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -1,0 +1,23 @@
+"""Jobs that users launch from the UI, the command line, sensors and schedules."""
+
+import dagster as dg
+
+from eval_pipeline.ingestion.assets import BENCHMARK_QUARANTINE, BENCHMARK_SAMPLES
+from eval_pipeline.items.assets import EVALUATION_ITEMS
+from eval_pipeline.partitions import model_versions_partitions
+from eval_pipeline.results.assets import EVAL_SUMMARY, ITEM_RESULTS, ROBUSTNESS_GAPS
+
+benchmark_refresh_job = dg.define_asset_job(
+    name="benchmark_refresh_job",
+    selection=dg.AssetSelection.assets(BENCHMARK_SAMPLES, BENCHMARK_QUARANTINE, EVALUATION_ITEMS),
+    description="Ingest the configured benchmark files (Bronze) and build evaluation items "
+    "(Silver).",
+)
+
+model_evaluation_job = dg.define_asset_job(
+    name="model_evaluation_job",
+    selection=dg.AssetSelection.assets(ITEM_RESULTS, EVAL_SUMMARY, ROBUSTNESS_GAPS),
+    partitions_def=model_versions_partitions,
+    description="Evaluate one registered model version (one partition) on the current "
+    "evaluation items and summarize the results (Gold).",
+)

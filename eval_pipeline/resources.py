@@ -1,0 +1,236 @@
+"""Dagster resources: the Spark session, Delta table locations, MLflow and the benchmark source.
+
+Every location has an embedded default under one project-local home folder (`./var`, or
+`EVAL_PIPELINE_HOME`) and can be moved with an environment variable, so the same definitions
+run on a laptop with no services and against shared servers.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+from functools import cached_property
+from importlib import resources as package_files
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_pyspark import LazyPySparkResource
+from pydantic import Field, PrivateAttr
+
+from eval_pipeline.core.ingest import (
+    SPANISH_SPEAKING_REGIONS,
+    IngestionResult,
+    current_dataset_version,
+    ingest_files,
+)
+from eval_pipeline.core.noise import DEFAULT_NOISE_SPECS, NoiseSpec
+from eval_pipeline.core.prompts import PromptTemplate, get_template
+from eval_pipeline.core.registry import MlflowSettings
+
+SETUP_COMMAND = "make setup"
+SCALA_BINARY_VERSION = "2.13"
+
+
+class DeltaJarsMissingError(RuntimeError):
+    """Raised when the Delta Lake jars for the installed delta-spark are not on disk."""
+
+
+def project_home() -> Path:
+    """Return the folder that holds the embedded Dagster, MLflow and Delta state."""
+    return Path(os.environ.get("EVAL_PIPELINE_HOME", "var")).expanduser().resolve()
+
+
+def delta_jar_names() -> list[str]:
+    """Return the jar file names that match the installed delta-spark Python package."""
+    version = importlib.metadata.version("delta-spark")
+    return [f"delta-spark_{SCALA_BINARY_VERSION}-{version}.jar", f"delta-storage-{version}.jar"]
+
+
+def delta_jar_paths(jars_dir: str | Path) -> list[Path]:
+    """Return the Delta jars in `jars_dir`, or raise naming the missing files and the fix."""
+    folder = Path(jars_dir).expanduser().resolve()
+    paths = [folder / name for name in delta_jar_names()]
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        raise DeltaJarsMissingError(
+            f"Delta Lake jars {missing} are missing from {folder}. Run `{SETUP_COMMAND}` (or "
+            f"`eval-pipeline fetch-jars --jars-dir {folder}`) to download them with Maven; Spark "
+            "is pointed at these local files and downloads nothing itself."
+        )
+    return paths
+
+
+class SparkResource(dg.ConfigurableResource):
+    """A Spark session with Delta Lake, in local mode by default or on a cluster by master URL.
+
+    The Delta jars come from `jars_dir`, filled by the setup step, so starting a session never
+    resolves packages over the network.
+    """
+
+    master: str = "local[2]"
+    jars_dir: str
+    app_name: str = "eval_pipeline"
+    driver_memory: str = "2g"
+    shuffle_partitions: int = 4
+    ui_enabled: bool = False
+    extra_config: dict[str, str] = Field(default_factory=dict)
+
+    _session: Any = PrivateAttr(default=None)
+
+    def spark_config(self) -> dict[str, str]:
+        jars = ",".join(str(path) for path in delta_jar_paths(self.jars_dir))
+        config = {
+            "spark.master": self.master,
+            "spark.app.name": self.app_name,
+            "spark.jars": jars,
+            "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+            "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+            "spark.driver.memory": self.driver_memory,
+            "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.execution.arrow.pyspark.enabled": "true",
+            "spark.ui.enabled": str(self.ui_enabled).lower(),
+            "spark.ui.showConsoleProgress": "false",
+        }
+        if self.master.startswith("local"):
+            # Local mode binds the driver to loopback only; Spark's default is every interface.
+            config["spark.driver.bindAddress"] = "127.0.0.1"
+            config["spark.driver.host"] = "127.0.0.1"
+        return {**config, **self.extra_config}
+
+    def get_session(self):
+        """Return the process-wide session, creating it on first use (about 6 s)."""
+        if self._session is None:
+            if self.master.startswith("local"):
+                # Without it Spark binds its block manager to the first non-loopback address.
+                os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            # Spark starts Python workers with PYSPARK_PYTHON only; without it they run a
+            # different interpreter that lacks pandas and this package.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+            spark = LazyPySparkResource(spark_config=self.spark_config()).spark_session
+            spark.sparkContext.setLogLevel("WARN")
+            self._session = spark
+        return self._session
+
+
+class LakehouseResource(dg.ConfigurableResource):
+    """Root folder (or object-store URI) of the Bronze, Silver and Gold Delta tables."""
+
+    root: str
+
+    def table_path(self, layer: str, table: str) -> str:
+        return f"{self.root.rstrip('/')}/{layer}/{table}"
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking server and model registry used for evaluation runs.
+
+    dagster-mlflow's `mlflow_tracking` resource opens one MLflow run per Dagster run and is a
+    legacy function-style resource. Here one MLflow run belongs to one evaluation (model version
+    x dataset version) that several assets and later re-materializations add to, so this
+    resource keeps the URIs and the assets open that run by its evaluation key.
+    """
+
+    tracking_uri: str
+    registry_uri: str = ""
+    experiment_name: str = "eval_pipeline"
+    artifact_location: str
+
+    @cached_property
+    def settings(self) -> MlflowSettings:
+        return MlflowSettings(
+            tracking_uri=self.tracking_uri,
+            registry_uri=self.registry_uri or self.tracking_uri,
+            experiment_name=self.experiment_name,
+            artifact_location=self.artifact_location,
+        )
+
+
+class BenchmarkDatasetResource(dg.ConfigurableResource):
+    """The benchmark files to ingest and how their rows become evaluation items."""
+
+    name: str = "regional_es"
+    files: list[str]
+    allowed_regions: list[str] = Field(default_factory=lambda: list(SPANISH_SPEAKING_REGIONS))
+    field_defaults: dict[str, str] = Field(default_factory=dict)
+    prompt_template: str = "define_term@1"
+    noise_seed: int = 0
+
+    def ingest(self) -> IngestionResult:
+        return ingest_files(
+            self.name,
+            self.files,
+            allowed_regions=self.allowed_regions,
+            field_defaults=self.field_defaults,
+        )
+
+    def current_version(self) -> str:
+        """Return the content hash that Bronze records for the configured files."""
+        return current_dataset_version(self.files, self.allowed_regions, self.field_defaults)
+
+    @property
+    def template(self) -> PromptTemplate:
+        return get_template(self.prompt_template)
+
+    @property
+    def noise_specs(self) -> tuple[NoiseSpec, ...]:
+        return DEFAULT_NOISE_SPECS
+
+
+def packaged_benchmark_path() -> str:
+    return str(package_files.files("eval_pipeline") / "datasets" / "regional_es.jsonl")
+
+
+def _split_list(value: str) -> list[str]:
+    return [part.strip() for part in value.replace(os.pathsep, ",").split(",") if part.strip()]
+
+
+def _parse_pairs(value: str) -> dict[str, str]:
+    pairs = {}
+    for part in _split_list(value):
+        key, separator, item = part.partition("=")
+        if not separator or not key.strip():
+            raise ValueError(
+                f"Invalid field default {part!r} in EVAL_PIPELINE_DATASET_DEFAULTS: expected "
+                "comma-separated key=value pairs such as 'task_type=define_term'."
+            )
+        pairs[key.strip()] = item.strip()
+    return pairs
+
+
+def build_resources(environ: dict[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
+    """Return the resources configured from environment variables, with embedded defaults."""
+    env = dict(os.environ if environ is None else environ)
+    home = Path(env.get("EVAL_PIPELINE_HOME", "var")).expanduser().resolve()
+    tracking_uri = env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    dataset_files = _split_list(env.get("EVAL_PIPELINE_DATASET_FILES", ""))
+    regions = _split_list(env.get("EVAL_PIPELINE_DATASET_REGIONS", ""))
+    return {
+        "spark": SparkResource(
+            master=env.get("EVAL_PIPELINE_SPARK_MASTER", "local[2]"),
+            jars_dir=env.get("EVAL_PIPELINE_JARS_DIR", str(home / "jars")),
+            driver_memory=env.get("EVAL_PIPELINE_SPARK_DRIVER_MEMORY", "2g"),
+        ),
+        "lakehouse": LakehouseResource(
+            root=env.get("EVAL_PIPELINE_LAKEHOUSE", str(home / "lakehouse"))
+        ),
+        "mlflow": MlflowResource(
+            tracking_uri=tracking_uri,
+            registry_uri=env.get("MLFLOW_REGISTRY_URI", ""),
+            experiment_name=env.get("EVAL_PIPELINE_MLFLOW_EXPERIMENT", "eval_pipeline"),
+            artifact_location=env.get(
+                "EVAL_PIPELINE_MLFLOW_ARTIFACTS", (home / "mlflow" / "artifacts").as_uri()
+            ),
+        ),
+        "dataset": BenchmarkDatasetResource(
+            name=env.get("EVAL_PIPELINE_DATASET_NAME", "regional_es"),
+            files=dataset_files or [packaged_benchmark_path()],
+            allowed_regions=[r.upper() for r in regions] or list(SPANISH_SPEAKING_REGIONS),
+            field_defaults=_parse_pairs(env.get("EVAL_PIPELINE_DATASET_DEFAULTS", "")),
+            prompt_template=env.get("EVAL_PIPELINE_PROMPT_TEMPLATE", "define_term@1"),
+            noise_seed=int(env.get("EVAL_PIPELINE_NOISE_SEED", "0")),
+        ),
+    }
