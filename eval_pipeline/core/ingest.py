@@ -194,8 +194,8 @@ def validate_records(
     """Split records into accepted and quarantined rows.
 
     Reasons (several may apply, comma-separated): `malformed_record`, `invalid_utf8`,
-    `missing_field`, `empty_text`, `unknown_region`, `duplicate_item_id` (the first row with an
-    item_id is kept, later ones are quarantined). Text fields are stored NFC-normalized.
+    `missing_field`, `empty_text`, `unknown_region`, `duplicate_item_id` (the first valid row
+    with an item_id is kept, later valid ones are quarantined). Text is stored NFC-normalized.
     """
     regions = {region.upper() for region in allowed_regions}
     defaults = dict(field_defaults or {})
@@ -229,10 +229,10 @@ def validate_records(
                 reasons.append("unknown_region")
                 details.append(f"region {region!r} is not one of {sorted(regions)}")
         location = f"{Path(record.source_file).name}:{record.row_number}"
-        if item_id and item_id in first_seen:
+        if not reasons and item_id in first_seen:
             reasons.append("duplicate_item_id")
             details.append(f"item_id {item_id!r} already used at {first_seen[item_id]}")
-        elif item_id:
+        elif not reasons:
             first_seen[item_id] = location
 
         if reasons:

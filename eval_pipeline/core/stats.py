@@ -77,7 +77,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     ``successes`` is outside 0..n or ``confidence`` is outside (0, 1).
     """
     if n < 0 or not 0 <= successes <= n:
-        raise ValueError(f"invalid counts: successes={successes}, n={n}; need 0 <= successes <= n")
+        raise ValueError(
+            f"invalid counts successes={successes} and n={n}: expected 0 <= successes <= n"
+        )
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"invalid confidence {confidence!r}: expected a value in (0, 1)")
     if n == 0:
@@ -201,8 +203,8 @@ def robustness_gaps(
     """Return the clean-minus-noisy pass-rate gap per region and pooled over regions.
 
     Only items that have a clean row and at least one noisy row count, and each of them
-    weighs equally: ``noisy_pass_rate`` averages each item's mean pass over its noisy levels.
-    With every level present per item this equals the pooled pass rate of the noisy rows.
+    weighs equally. ``noisy_pass_rate`` averages each item's mean pass over its noisy levels,
+    which equals the pooled pass rate of the noisy rows when every item has every level.
     ``gap_ci_low`` and ``gap_ci_high`` form a percentile interval from a paired bootstrap
     that resamples items with replacement, so the clean and noisy results of one item stay
     together. ``gap_<level>`` is the point gap for one noisy level over the counted items

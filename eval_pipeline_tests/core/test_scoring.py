@@ -147,7 +147,7 @@ def test_similarity_empty_input(scorer):
 
 
 def test_similarity_length_mismatch(scorer):
-    with pytest.raises(ValueError, match="length"):
+    with pytest.raises(ValueError, match="references"):
         scorer.similarity(["a", "b"], ["a"])
 
 

@@ -17,13 +17,15 @@ LEVELS = ("clean", "ocr", "typo", "no_accents")
 
 
 def _row(item_id, region, level, passed, latency=100.0, error_code=None, chrf=None):
+    if chrf is None:
+        chrf = 100.0 if passed else 20.0
     return {
         "item_id": item_id,
         "region": region,
         "noise_level": level,
         "passed": passed,
         "exact_match": passed,
-        "chrf": (100.0 if passed else 20.0) if chrf is None else chrf,
+        "chrf": chrf,
         "semantic_similarity": 0.9 if passed else 0.3,
         "latency_ms": latency,
         "error_code": error_code,
