@@ -119,7 +119,7 @@ def evaluate_versions(defs, refs: Sequence, verbose: bool = False) -> list[str]:
 
     evaluation = defs.resolve_job_def("model_evaluation_job")
     for ref in refs:
-        print(f"Evaluating {ref.uri} (partition {ref.partition_key}) ...", flush=True)
+        print(f"Evaluating {ref.uri} (partition {ref.partition_key}) ...", file=sys.stderr)
         result = evaluation.execute_in_process(
             instance=instance,
             partition_key=ref.partition_key,

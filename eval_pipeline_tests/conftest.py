@@ -1,8 +1,10 @@
 """Shared fixtures: a real local Spark session with Delta, and per-test MLflow and lakehouse."""
 
+import json
 import os
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from eval_pipeline.resources import SparkResource, build_resources, delta_jar_paths
@@ -43,3 +45,49 @@ def make_resources(spark_resource, environ):
         return resources
 
     return build
+
+
+SMALL_BENCHMARK = [
+    ("sv-1", "SV", "Ese cipote no para de correr.", "cipote", "niño"),
+    ("sv-2", "SV", "¿Dónde anda el cipote de tu tía?", "cipote", "niño"),
+    ("sv-3", "SV", "¡Qué cipote más inquieto!", "cipote", "niño"),
+    ("pe-1", "PE", "Vamos a mi jato después del trabajo.", "jato", "casa"),
+    ("pe-2", "PE", "¿Tu jato queda cerca de la plaza?", "jato", "casa"),
+    ("pe-3", "PE", "¡Qué bonito está tu jato!", "jato", "casa"),
+    ("mx-1", "MX", "No tengo lana para el camión.", "lana", "dinero"),
+    ("mx-2", "MX", "¿Cuánta lana ganaste esta semana?", "lana", "dinero"),
+]
+
+
+@pytest.fixture
+def small_benchmark(tmp_path) -> Path:
+    """A JSONL benchmark of 8 valid items (3 SV, 3 PE, 2 MX) and 3 invalid rows."""
+    rows = [
+        {
+            "item_id": item_id,
+            "region": region,
+            "text": text,
+            "term": term,
+            "reference": reference,
+            "task_type": "define_term",
+        }
+        for item_id, region, text, term, reference in SMALL_BENCHMARK
+    ]
+    invalid = [
+        {**rows[0]},  # duplicate item_id
+        {**rows[1], "item_id": "xx-1", "region": "XX"},
+        {**rows[2], "item_id": "sv-9", "text": ""},
+    ]
+    path = tmp_path / "benchmark.jsonl"
+    lines = [json.dumps(row, ensure_ascii=False) for row in [*rows, *invalid]]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def instance(tmp_path):
+    """A Dagster instance with SQLite storage in the test's temp folder."""
+    folder = tmp_path / "dagster"
+    folder.mkdir()
+    with dg.instance_for_test(temp_dir=str(folder)) as test_instance:
+        yield test_instance

@@ -84,6 +84,35 @@ class GlossaryModel(PythonModel):
         return answers
 
 
+class ConstantModel(PythonModel):
+    """Answers every prompt with the same text; gives summaries that are easy to compute by hand."""
+
+    def __init__(self, answer: str):
+        self.answer = answer
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:
+        return [self.answer] * len(model_input)
+
+
+class FaultyModel(PythonModel):
+    """Fails in a chosen way per region, to show how failures become error codes.
+
+    `failures` maps a region to "raise", "none", "empty" or "number"; other regions get "ok".
+    """
+
+    def __init__(self, failures: dict[str, str]):
+        self.failures = failures
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[object]:
+        answers: list[object] = []
+        for region in model_input["region"]:
+            failure = self.failures.get(region)
+            if failure == "raise":
+                raise RuntimeError(f"simulated failure for region {region}")
+            answers.append({"none": None, "empty": "", "number": 42}.get(failure, "ok"))
+        return answers
+
+
 def build_glossary(items: Iterable[dict], share: float = 1.0) -> dict[str, dict[str, str]]:
     """Return {region: {normalized term: reference}} from benchmark items.
 

@@ -100,34 +100,53 @@ def list_model_versions(
     return sorted(refs, key=lambda ref: (ref.name, int(ref.version)))
 
 
-def _log_demo_model(
-    settings: MlflowSettings, spec: DemoModelSpec, items: Sequence[dict], experiment_id: str
-) -> str:
-    with tempfile.TemporaryDirectory() as folder:
-        artifacts = None
-        if spec.kind == "glossary":
-            python_model = GlossaryModel(spec.fuzzy, spec.empty_answer_share)
-            glossary_path = Path(folder) / "glossary.json"
-            glossary = build_glossary(items, share=spec.glossary_share)
-            glossary_path.write_text(json.dumps(glossary, ensure_ascii=False), encoding="utf-8")
-            artifacts = {"glossary": str(glossary_path)}
-        else:
-            python_model = EchoModel()
+def register_pyfunc_model(
+    settings: MlflowSettings,
+    name: str,
+    python_model,
+    artifacts: Mapping[str, str] | None = None,
+    description: str = "",
+) -> ModelVersionRef:
+    """Log `python_model` as a pyfunc with the evaluation signature and register it as `name`."""
+    settings.activate()
+    experiment_id = ensure_experiment(settings, f"{settings.experiment_name}-models")
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{name}"):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=python_model,
+            artifacts=dict(artifacts) if artifacts else None,
+            signature=MODEL_SIGNATURE,
+            input_example=pd.DataFrame(
+                {"prompt": ["¿Qué significa «cipote» en español neutro?"], "region": ["SV"]}
+            ),
+            # Requirements are listed so that MLflow does not load the model to infer them.
+            pip_requirements=["mlflow", "pandas", "rapidfuzz"],
+            registered_model_name=name,
+        )
+    version = str(info.registered_model_version)
+    if description:
+        settings.client().update_model_version(name, version, description=description)
+    return ModelVersionRef(name, version)
 
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{spec.kind}"):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=python_model,
-                artifacts=artifacts,
-                signature=MODEL_SIGNATURE,
-                input_example=pd.DataFrame(
-                    {"prompt": ["¿Qué significa «cipote» en español neutro?"], "region": ["SV"]}
-                ),
-                # Requirements are listed so that MLflow does not load the model to infer them.
-                pip_requirements=["mlflow", "pandas", "rapidfuzz"],
-                registered_model_name=spec.registered_name,
-            )
-    return str(info.registered_model_version)
+
+def _register_demo_model(
+    settings: MlflowSettings, spec: DemoModelSpec, items: Sequence[dict]
+) -> ModelVersionRef:
+    if spec.kind != "glossary":
+        return register_pyfunc_model(
+            settings, spec.registered_name, EchoModel(), description=spec.description
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        glossary_path = Path(folder) / "glossary.json"
+        glossary = build_glossary(items, share=spec.glossary_share)
+        glossary_path.write_text(json.dumps(glossary, ensure_ascii=False), encoding="utf-8")
+        return register_pyfunc_model(
+            settings,
+            spec.registered_name,
+            GlossaryModel(spec.fuzzy, spec.empty_answer_share),
+            artifacts={"glossary": str(glossary_path)},
+            description=spec.description,
+        )
 
 
 def register_demo_models(
@@ -140,9 +159,7 @@ def register_demo_models(
     A spec whose fingerprint tag is already on a version of its model is not registered again,
     so running the demo twice keeps the same versions.
     """
-    settings.activate()
     client = settings.client()
-    experiment_id = ensure_experiment(settings, f"{settings.experiment_name}-models")
     refs = []
     for spec in specs:
         existing = [
@@ -153,13 +170,10 @@ def register_demo_models(
         if existing:
             refs.append(ModelVersionRef(spec.registered_name, str(existing[0].version)))
             continue
-        version = _log_demo_model(settings, spec, items, experiment_id)
-        client.set_model_version_tag(
-            spec.registered_name, version, DEMO_FINGERPRINT_TAG, spec.fingerprint
-        )
-        client.update_model_version(spec.registered_name, version, description=spec.description)
-        logger.info("Registered %s version %s: %s", spec.registered_name, version, spec.description)
-        refs.append(ModelVersionRef(spec.registered_name, version))
+        ref = _register_demo_model(settings, spec, items)
+        client.set_model_version_tag(ref.name, ref.version, DEMO_FINGERPRINT_TAG, spec.fingerprint)
+        logger.info("Registered %s: %s", ref.uri, spec.description)
+        refs.append(ref)
     return refs
 
 

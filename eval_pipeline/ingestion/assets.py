@@ -71,17 +71,21 @@ def benchmark_bronze(
     previous = read_rows(session, log_path, match)
     already_ingested = previous is not None and previous.limit(1).count() > 0
     if already_ingested:
-        first = previous.orderBy("ingested_at").first()
+        # The session time zone is UTC (see SparkResource), so this string is UTC too.
+        first = previous.select(
+            F.date_format(F.min("ingested_at"), "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'").alias("at")
+        ).first()
+        ingested_at_text = first["at"]
         context.log.info(
             "Dataset version %s was ingested at %s; the tables stay unchanged.",
             result.dataset_version,
-            first["ingested_at"],
+            ingested_at_text,
         )
-        ingested_at = first["ingested_at"]
         samples_version = table_version(session, samples_path)
         quarantine_version = table_version(session, quarantine_path)
     else:
         ingested_at = datetime.now(UTC)
+        ingested_at_text = ingested_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         samples_version = replace_rows(
             _to_spark(session, result.accepted, ingested_at),
             samples_path,
@@ -125,7 +129,7 @@ def benchmark_bronze(
         "rows_accepted": len(result.accepted),
         "rows_quarantined": len(result.quarantined),
         "already_ingested": already_ingested,
-        "ingested_at": str(ingested_at),
+        "ingested_at": ingested_at_text,
     }
     yield dg.MaterializeResult(
         asset_key=BENCHMARK_SAMPLES,

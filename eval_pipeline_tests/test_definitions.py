@@ -1,0 +1,81 @@
+import dagster as dg
+
+from eval_pipeline.definitions import defs
+from eval_pipeline.partitions import model_versions_partitions
+from eval_pipeline.resources import build_resources
+
+EXPECTED_ASSETS = {
+    dg.AssetKey(["bronze", "benchmark_samples"]),
+    dg.AssetKey(["bronze", "benchmark_quarantine"]),
+    dg.AssetKey(["silver", "evaluation_items"]),
+    dg.AssetKey(["gold", "item_results"]),
+    dg.AssetKey(["gold", "eval_summary"]),
+    dg.AssetKey(["gold", "robustness_gaps"]),
+}
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_every_asset_is_defined():
+    graph = defs.resolve_asset_graph()
+    assert set(graph.get_all_asset_keys()) >= EXPECTED_ASSETS
+
+
+def test_gold_is_partitioned_by_model_version():
+    graph = defs.resolve_asset_graph()
+    for key in EXPECTED_ASSETS:
+        partitions = graph.get(key).partitions_def
+        if key.path[0] == "gold":
+            assert partitions == model_versions_partitions, key
+        else:
+            assert partitions is None, key
+
+
+def test_layers_are_chained():
+    graph = defs.resolve_asset_graph()
+    silver = dg.AssetKey(["silver", "evaluation_items"])
+    assert dg.AssetKey(["bronze", "benchmark_samples"]) in graph.get(silver).parent_keys
+    assert silver in graph.get(dg.AssetKey(["gold", "item_results"])).parent_keys
+
+
+def test_jobs_defined():
+    names = {job.name for job in defs.resolve_all_job_defs()}
+    assert {"benchmark_refresh_job", "model_evaluation_job"} <= names
+
+
+def test_every_asset_has_description():
+    graph = defs.resolve_asset_graph()
+    for key in EXPECTED_ASSETS:
+        assert graph.get(key).description, key
+
+
+def test_resources_default_under_home(tmp_path):
+    resources = build_resources({"EVAL_PIPELINE_HOME": str(tmp_path)})
+    assert resources["lakehouse"].root == str(tmp_path / "lakehouse")
+    assert resources["mlflow"].tracking_uri == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    assert resources["spark"].jars_dir == str(tmp_path / "jars")
+    assert resources["spark"].master == "local[2]"
+    assert resources["dataset"].files[0].endswith("regional_es.jsonl")
+
+
+def test_resources_follow_environment(tmp_path):
+    resources = build_resources(
+        {
+            "EVAL_PIPELINE_HOME": str(tmp_path),
+            "EVAL_PIPELINE_LAKEHOUSE": "s3a://bucket/lake",
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+            "EVAL_PIPELINE_SPARK_MASTER": "spark://127.0.0.1:7077",
+            "EVAL_PIPELINE_DATASET_NAME": "chapin",
+            "EVAL_PIPELINE_DATASET_FILES": "a.jsonl,b.csv",
+            "EVAL_PIPELINE_DATASET_DEFAULTS": "task_type=define_term",
+            "EVAL_PIPELINE_DATASET_REGIONS": "gt,sv",
+        }
+    )
+    assert resources["lakehouse"].table_path("gold", "x") == "s3a://bucket/lake/gold/x"
+    assert resources["mlflow"].settings.registry_uri == "http://127.0.0.1:5000"
+    assert resources["spark"].master == "spark://127.0.0.1:7077"
+    assert resources["dataset"].files == ["a.jsonl", "b.csv"]
+    assert resources["dataset"].field_defaults == {"task_type": "define_term"}
+    assert resources["dataset"].allowed_regions == ["GT", "SV"]
