@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import platform
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -39,7 +41,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from tabulate import tabulate
 
-from eval_pipeline.core.demo_models import BASELINE_MODEL
+from eval_pipeline.core.demo_models import BASELINE_MODEL, DEMO_MODEL_SPECS
 from eval_pipeline.core.inference import load_pyfunc, make_partition_predictor, predict_frame
 from eval_pipeline.core.ingest import ingest_files
 from eval_pipeline.core.items import build_evaluation_items
@@ -56,7 +58,7 @@ logger = logging.getLogger("partition_throughput")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GOLD_PARTITION_COLUMNS = ["dataset_name", "partition_key"]
 
-# Stages of one Spark repeat that get their own row; "other" is the rest of the repeat.
+# Stages of one Spark repeat that get their own table row. "other" is the rest of the repeat.
 SPARK_STAGES = ("inference", "scoring", "write")
 SPARK_STAGE_LABELS = {
     "inference": "inference (predict mapInPandas)",
@@ -96,7 +98,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--model",
         default=BASELINE_MODEL,
-        help="registered demo model to evaluate; its highest version is used "
+        choices=sorted({spec.registered_name for spec in DEMO_MODEL_SPECS}),
+        help="demo model to register and evaluate; its highest version is used "
         f"(default: {BASELINE_MODEL})",
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
@@ -108,11 +111,10 @@ def jars_dir() -> str:
 
 
 def select_version(refs: Sequence[ModelVersionRef], name: str) -> ModelVersionRef:
-    """Return the highest registered version of `name`, or raise naming the known models."""
+    """Return the highest registered version of `name`."""
     matching = [ref for ref in refs if ref.name == name]
     if not matching:
-        known = sorted({ref.name for ref in refs})
-        raise SystemExit(f"Model {name!r} is not a demo model; expected one of {known}.")
+        raise ValueError(f"No registered version of model {name!r} found among {refs}.")
     return max(matching, key=lambda ref: int(ref.version))
 
 
@@ -142,12 +144,25 @@ def write_partition(frame: DataFrame, path: str, ref: ModelVersionRef, dataset_n
     return replace_rows(results, path, match, partition_by=GOLD_PARTITION_COLUMNS)
 
 
-def run_in_process(model, items: pd.DataFrame) -> tuple[dict[str, float], int]:
-    """Time `predict_frame` and `score_frame` on the whole frame; return times and passes."""
+def score_totals(passed: int, chrf: float, semantic: float) -> dict[str, float]:
+    """Return the column totals that show whether two paths scored the items alike."""
+    return {"passed": int(passed), "chrf": float(chrf), "semantic_similarity": float(semantic)}
+
+
+def totals_agree(first: dict[str, float], second: dict[str, float]) -> bool:
+    # Spark and pandas add the floats in different orders, so the sums differ in the last bits.
+    return all(math.isclose(first[key], second[key], rel_tol=1e-9, abs_tol=1e-6) for key in first)
+
+
+def run_in_process(model, items: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:
+    """Time `predict_frame` and `score_frame` on the whole frame, return times and totals."""
     predicted, inference_s = timed(lambda: predict_frame(model, items))
     scored, scoring_s = timed(lambda: score_frame(predicted))
     times = {"inference": inference_s, "scoring": scoring_s, "total": inference_s + scoring_s}
-    return times, int(scored["passed"].sum())
+    totals = score_totals(
+        scored["passed"].sum(), scored["chrf"].sum(), scored["semantic_similarity"].sum()
+    )
+    return times, totals
 
 
 def run_spark_stages(
@@ -157,8 +172,8 @@ def run_spark_stages(
     ref: ModelVersionRef,
     table_path: str,
     dataset_name: str,
-) -> tuple[dict[str, float], int]:
-    """Time each Spark stage of one partition on its own; return times and passed items."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Time each Spark stage of one partition on its own, return times and score totals."""
     started = time.perf_counter()
     frame, create_s = timed(lambda: session.createDataFrame(items, schema=ITEM_SCHEMA))
     predicted, inference_s = timed(
@@ -170,7 +185,10 @@ def run_spark_stages(
     _, write_s = timed(lambda: write_partition(scored, table_path, ref, dataset_name))
     total_s = time.perf_counter() - started
 
-    passed = scored.where("passed").count()
+    row = scored.agg(
+        F.sum(F.col("passed").cast("int")), F.sum("chrf"), F.sum("semantic_similarity")
+    ).first()
+    totals = score_totals(*row)
     scored.unpersist()
     predicted.unpersist()
     times = {
@@ -181,7 +199,7 @@ def run_spark_stages(
         "other": total_s - inference_s - scoring_s - write_s,
         "total": total_s,
     }
-    return times, passed
+    return times, totals
 
 
 def run_spark_single_job(
@@ -192,7 +210,7 @@ def run_spark_single_job(
     table_path: str,
     dataset_name: str,
 ) -> float:
-    """Time the partition as the Gold asset runs it: predict, score and write in one job."""
+    """Time the partition in the Gold asset's shape, with predict, score and write in one job."""
     started = time.perf_counter()
     frame = session.createDataFrame(items, schema=ITEM_SCHEMA)
     results = frame.mapInPandas(predictor, PREDICTION_SCHEMA).mapInPandas(
@@ -203,7 +221,7 @@ def run_spark_single_job(
 
 
 def make_model_loader(predictor: Callable) -> Callable:
-    """Return a `mapInPandas` function that predicts and scores each batch, then returns it.
+    """Return a `mapInPandas` function that predicts and scores each batch, then yields it.
 
     Each Python worker that runs it loads both the MLflow model and the USE encoder.
     """
@@ -244,19 +262,31 @@ def warm_up_spark_workers(
     return {"predict": predict_s, "scoring": scoring_s, "single_job_workers": single_job_s}
 
 
+def load_average() -> float | None:
+    """Return the 1-minute load average, or None where the platform has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def cpu_count() -> int:
+    """Return the CPUs this process may run on, as `nproc` counts them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def machine_info(session: SparkSession) -> dict[str, object]:
     try:
         memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):
         memory_gb = None
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count()
     # The JVM that Spark started, which may differ from the `java` on PATH.
     java = session.sparkContext._jvm.java.lang.System.getProperty("java.version")
     return {
-        "cpus": cpus,
+        "cpus": cpu_count(),
         "memory_gb": round(memory_gb, 1) if memory_gb else None,
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -424,16 +454,33 @@ def format_tables(results: dict) -> str:
     heading = (
         f"{config['items']} items, model {config['model_uri']}, {config['repeats']} repeats "
         f"(medians), {config['spark_partitions']} Spark partitions, {machine['cpus']} CPUs, "
-        f"Python {machine['python']}, Java {machine['java']}, Spark {machine['spark']}"
+        f"Python {machine['python']}, Java {machine['java']}, Spark {machine['spark']}, "
+        f"load average {machine['load_average_1min_at_start']} at start"
     )
     return f"{heading}\n\n{stage_table}\n\n{throughput_table}"
 
 
-def run(args: argparse.Namespace, folder: Path) -> dict:
-    """Register the demo models under `folder`, run every measurement and return the results."""
+@dataclass(frozen=True)
+class BenchmarkInputs:
+    """The registered model version and the Silver items of one benchmark run."""
+
+    settings: MlflowSettings
+    ref: ModelVersionRef
+    dataset_name: str
+    dataset_version: str
+    items: pd.DataFrame
+
+
+def prepare_inputs(model_name: str, folder: Path, once: dict[str, float]) -> BenchmarkInputs:
+    """Register the demo models in an MLflow store under `folder` and build the Silver items.
+
+    The items are built in pandas with the dataset resource's default template, noise
+    levels and seed, which are what the Silver asset uses without configuration.
+    """
+    database_uri = f"sqlite:///{folder / 'mlflow.db'}"
     settings = MlflowSettings(
-        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
-        registry_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        tracking_uri=database_uri,
+        registry_uri=database_uri,
         experiment_name="partition_throughput",
         artifact_location=(folder / "artifacts").as_uri(),
     )
@@ -452,96 +499,143 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
         ingestion.dataset_version,
     )
     refs = register_demo_models(settings, ingestion.accepted.to_dict("records"))
-    ref = select_version(refs, args.model)
+    ref = select_version(refs, model_name)
     logger.info("Evaluating %s", ref.uri)
 
-    once: dict[str, float] = {}
     items, once["silver_items_build"] = timed(
         lambda: build_evaluation_items(
             ingestion.accepted, dataset.template, dataset.noise_specs, dataset.noise_seed
         )
     )
     logger.info("Built %d evaluation items in %.2f s", len(items), once["silver_items_build"])
+    return BenchmarkInputs(settings, ref, dataset.name, ingestion.dataset_version, items)
 
+
+def warm_up_in_process(inputs: BenchmarkInputs, once: dict[str, float]):
+    """Load the model in this process and return it, timing the load and a first score call."""
+    settings = inputs.settings
     model, once["in_process_model_load"] = timed(
-        lambda: load_pyfunc(ref.uri, settings.tracking_uri, settings.registry_uri)
+        lambda: load_pyfunc(inputs.ref.uri, settings.tracking_uri, settings.registry_uri)
     )
-    tiny_predictions = predict_frame(model, items.head(1))
+    tiny_predictions = predict_frame(model, inputs.items.head(1))
     _, once["in_process_scorer_warmup"] = timed(lambda: score_frame(tiny_predictions))
     logger.info(
         "In-process model load %.2f s, first score call (USE load) %.2f s",
         once["in_process_model_load"],
         once["in_process_scorer_warmup"],
     )
+    return model
+
+
+def measure_repeats(
+    session: SparkSession,
+    inputs: BenchmarkInputs,
+    model,
+    repeats: int,
+    folder: Path,
+    once: dict[str, float],
+) -> dict:
+    """Warm up Spark's workers, then run the in-process and both Spark shapes `repeats` times.
+
+    Each repeat runs the three shapes back to back, so that all of them meet the same
+    machine load. The Delta tables are written under `folder`.
+    """
+    items = inputs.items
+    settings = inputs.settings
+    partitions = session.createDataFrame(items, schema=ITEM_SCHEMA).rdd.getNumPartitions()
+    predictor = make_partition_predictor(
+        inputs.ref.uri, settings.tracking_uri, settings.registry_uri
+    )
+    warmup = warm_up_spark_workers(session, items, predictor, partitions)
+    once["spark_predict_warmup"] = warmup["predict"]
+    once["spark_scoring_warmup"] = warmup["scoring"]
+    once["spark_single_job_workers_warmup"] = warmup["single_job_workers"]
+    logger.info("Spark worker warm-up: %s", {k: round(v, 2) for k, v in warmup.items()})
+
+    staged_path = str(folder / "delta" / "staged" / "item_results")
+    single_job_path = str(folder / "delta" / "single_job" / "item_results")
+    times: dict[str, list] = {"in_process": [], "spark_stages": [], "spark_single_job": []}
+    totals: dict[str, list[dict[str, float]]] = {"in_process": [], "spark_stages": []}
+    for repeat in range(1, repeats + 1):
+        in_process_times, in_process_totals = run_in_process(model, items)
+        spark_times, spark_totals = run_spark_stages(
+            session, items, predictor, inputs.ref, staged_path, inputs.dataset_name
+        )
+        single_job_s = run_spark_single_job(
+            session, items, predictor, inputs.ref, single_job_path, inputs.dataset_name
+        )
+        times["in_process"].append(in_process_times)
+        times["spark_stages"].append(spark_times)
+        times["spark_single_job"].append(single_job_s)
+        totals["in_process"].append(in_process_totals)
+        totals["spark_stages"].append(spark_totals)
+        logger.info(
+            "Repeat %d/%d: in-process %.2f s, Spark staged %.2f s, Spark single job %.2f s",
+            repeat,
+            repeats,
+            in_process_times["total"],
+            spark_times["total"],
+            single_job_s,
+        )
+
+    match = {"dataset_name": inputs.dataset_name, "partition_key": inputs.ref.partition_key}
+    rows_written = {
+        "spark_stages": read_rows(session, staged_path, match).count(),
+        "spark_single_job": read_rows(session, single_job_path, match).count(),
+    }
+    all_totals = totals["in_process"] + totals["spark_stages"]
+    if not all(totals_agree(all_totals[0], other) for other in all_totals):
+        logger.warning("Score totals differ between repeats or paths: %s", totals)
+    if set(rows_written.values()) != {len(items)}:
+        logger.warning("Expected %d rows in each Delta table, found %s", len(items), rows_written)
+    return {
+        "partitions": partitions,
+        "times": times,
+        "checks": {"score_totals": totals, "rows_written": rows_written},
+    }
+
+
+def run(args: argparse.Namespace, folder: Path) -> dict:
+    """Run every measurement with its state under `folder` and return the results."""
+    load_at_start = load_average()
+    cpus = cpu_count()
+    if load_at_start is not None and load_at_start >= cpus / 2:
+        logger.warning(
+            "Load average is %.2f on %d CPUs before the run. Other processes are using the "
+            "CPUs, so the figures will be slower and noisier than on an idle machine.",
+            load_at_start,
+            cpus,
+        )
+
+    once: dict[str, float] = {}
+    inputs = prepare_inputs(args.model, folder, once)
+    model = warm_up_in_process(inputs, once)
 
     spark = SparkResource(jars_dir=jars_dir())
     session, once["spark_session_startup"] = timed(spark.get_session)
     logger.info("Spark session started in %.2f s", once["spark_session_startup"])
     try:
-        partitions = session.createDataFrame(items, schema=ITEM_SCHEMA).rdd.getNumPartitions()
-        predictor = make_partition_predictor(ref.uri, settings.tracking_uri, settings.registry_uri)
-        warmup = warm_up_spark_workers(session, items, predictor, partitions)
-        once["spark_predict_warmup"] = warmup["predict"]
-        once["spark_scoring_warmup"] = warmup["scoring"]
-        once["spark_single_job_workers_warmup"] = warmup["single_job_workers"]
-        logger.info("Spark worker warm-up: %s", {k: round(v, 2) for k, v in warmup.items()})
-
-        staged_path = str(folder / "delta" / "staged" / "item_results")
-        single_job_path = str(folder / "delta" / "single_job" / "item_results")
-        repeats: dict[str, list] = {"in_process": [], "spark_stages": [], "spark_single_job": []}
-        passed: dict[str, list[int]] = {"in_process": [], "spark_stages": []}
-        for repeat in range(1, args.repeats + 1):
-            in_process_times, in_process_passed = run_in_process(model, items)
-            spark_times, spark_passed = run_spark_stages(
-                session, items, predictor, ref, staged_path, dataset.name
-            )
-            single_job_s = run_spark_single_job(
-                session, items, predictor, ref, single_job_path, dataset.name
-            )
-            repeats["in_process"].append(in_process_times)
-            repeats["spark_stages"].append(spark_times)
-            repeats["spark_single_job"].append(single_job_s)
-            passed["in_process"].append(in_process_passed)
-            passed["spark_stages"].append(spark_passed)
-            logger.info(
-                "Repeat %d/%d: in-process %.2f s, Spark staged %.2f s, Spark single job %.2f s",
-                repeat,
-                args.repeats,
-                in_process_times["total"],
-                spark_times["total"],
-                single_job_s,
-            )
-
-        match = {"dataset_name": dataset.name, "partition_key": ref.partition_key}
-        rows_written = {
-            "spark_stages": read_rows(session, staged_path, match).count(),
-            "spark_single_job": read_rows(session, single_job_path, match).count(),
-        }
-        machine = machine_info(session)
+        measured = measure_repeats(session, inputs, model, args.repeats, folder, once)
+        machine = {**machine_info(session), "load_average_1min_at_start": load_at_start}
     finally:
         session.stop()
-
-    if len(set(passed["in_process"] + passed["spark_stages"])) != 1:
-        logger.warning("Passed items differ between runs or paths: %s", passed)
-    if set(rows_written.values()) != {len(items)}:
-        logger.warning("Expected %d rows in each Delta table, found %s", len(items), rows_written)
 
     return {
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine,
         "config": {
-            "model_uri": ref.uri,
-            "dataset_name": dataset.name,
-            "dataset_version": ingestion.dataset_version,
-            "items": len(items),
+            "model_uri": inputs.ref.uri,
+            "dataset_name": inputs.dataset_name,
+            "dataset_version": inputs.dataset_version,
+            "items": len(inputs.items),
             "repeats": args.repeats,
-            "spark_partitions": partitions,
+            "spark_partitions": measured["partitions"],
             "inference_batch_size": 1,
         },
         "once_s": once,
-        "repeats": repeats,
-        "summary": summarize(len(items), once, repeats),
-        "checks": {"passed": passed, "rows_written": rows_written},
+        "repeats": measured["times"],
+        "summary": summarize(len(inputs.items), once, measured["times"]),
+        "checks": measured["checks"],
     }
 
 

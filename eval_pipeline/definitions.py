@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from eval_pipeline.gates.promotion import promotion_job
 from eval_pipeline.ingestion.assets import benchmark_bronze
 from eval_pipeline.items.assets import evaluation_items
 from eval_pipeline.jobs import benchmark_refresh_job, model_evaluation_job
@@ -12,7 +13,7 @@ from eval_pipeline.results.assets import evaluation_summary, item_results
 # instead of starting a JVM per step (about 6 s each on two cores).
 defs = dg.Definitions(
     assets=[benchmark_bronze, evaluation_items, item_results, evaluation_summary],
-    jobs=[benchmark_refresh_job, model_evaluation_job],
+    jobs=[benchmark_refresh_job, model_evaluation_job, promotion_job],
     resources=build_resources(),
     executor=dg.in_process_executor,
 )

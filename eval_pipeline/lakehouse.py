@@ -34,11 +34,22 @@ def table_version(spark: SparkSession, path: str) -> int | None:
     return DeltaTable.forPath(spark, path).history(1).collect()[0]["version"]
 
 
-def read_rows(spark: SparkSession, path: str, match: Mapping[str, object] | None = None):
-    """Return the table's rows matching `match`, or None when the table does not exist yet."""
+def read_rows(
+    spark: SparkSession,
+    path: str,
+    match: Mapping[str, object] | None = None,
+    version: int | None = None,
+):
+    """Return the table's rows matching `match` (at Delta `version` when given).
+
+    Returns None when the table does not exist yet.
+    """
     if not table_exists(spark, path):
         return None
-    frame = spark.read.format("delta").load(path)
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    frame = reader.load(path)
     return frame.where(equality_predicate(match)) if match else frame
 
 

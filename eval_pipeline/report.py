@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -24,6 +25,8 @@ def build_report(defs, refs) -> list[dict]:
     dataset = defs.resources["dataset"]
     summary = _read(defs, "eval_summary", dataset.name)
     gaps = _read(defs, "robustness_gaps", dataset.name)
+    decisions = _read(defs, "gate_decisions", dataset.name)
+    client = defs.resources["mlflow"].settings.client()
     report = []
     for ref in refs:
         key = ref.partition_key
@@ -43,6 +46,20 @@ def build_report(defs, refs) -> list[dict]:
             entry["robustness_gaps"] = version_gaps.drop(columns=["partition_key"]).to_dict(
                 "records"
             )
+        version_decisions = (
+            decisions[decisions["partition_key"] == key] if len(decisions) else decisions
+        )
+        if len(version_decisions):
+            decision = version_decisions.sort_values("decided_at").iloc[-1].to_dict()
+            for field in ("failed_gates", "reasons", "gate_results"):
+                decision[field] = json.loads(decision[field])
+            entry["gate_decision"] = decision
+        registered = client.get_registered_model(ref.name)
+        entry["aliases"] = sorted(
+            alias for alias, version in registered.aliases.items() if version == ref.version
+        )
+        version_tags = client.get_model_version(ref.name, ref.version).tags
+        entry["gate_tag"] = version_tags.get("eval_pipeline.gate.outcome")
         report.append(entry)
     return report
 
@@ -90,6 +107,7 @@ def _format_version(entry: dict) -> str:
             f"{gap['noisy_pass_rate']:.3f}, {gap['n_items']} items)"
         )
     overall = lookup[("overall", "ALL", "ALL")]
+    gate_lines = _gate_lines(entry)
     return "\n".join(
         [
             header,
@@ -100,6 +118,70 @@ def _format_version(entry: dict) -> str:
             f"Latency p50 {overall['latency_p50_ms']:.3f} ms, p95 "
             f"{overall['latency_p95_ms']:.3f} ms; error rate {overall['error_rate']:.3f} "
             f"({overall['errors']} of {overall['n']} items)",
+            *gate_lines,
+        ]
+    )
+
+
+def _gate_lines(entry: dict) -> list[str]:
+    decision = entry.get("gate_decision")
+    if decision is None:
+        return ["Gate decision: none yet"]
+    aliases = ", ".join(entry.get("aliases") or []) or "none"
+    lines = [
+        f"Gate decision {decision['decision_id']}: {decision['outcome'].upper()} "
+        f"(policy {decision['policy_hash']}, champion compared: "
+        f"{decision.get('champion_version') or 'none'}); registry: "
+        f"{entry.get('gate_tag') or 'not promoted yet'}, aliases: {aliases}",
+    ]
+    lines.extend(f"  {_gate_result_line(result)}" for result in decision["gate_results"])
+    return lines
+
+
+def _number(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _gate_result_line(result: dict) -> str:
+    mark = {"pass": "ok  ", "fail": "FAIL"}.get(result["outcome"], "warn")
+    return f"{mark} {result['gate']}/{result['slice']}: {result['reason']}"
+
+
+def format_decision(decision: dict, reused: bool = False) -> str:
+    """Return one stored gate decision as a table of gate results, for the `gate` command."""
+    results = json.loads(decision["gate_results"])
+    rows = [
+        [
+            result["gate"],
+            result["slice"],
+            result["outcome"],
+            _number(result.get("observed")),
+            _number(result.get("bound_used")),
+            _number(result.get("threshold")),
+            result.get("n"),
+            _number(result.get("p_adjusted"), 4),
+            _number(result.get("mde")),
+        ]
+        for result in results
+    ]
+    headers = ["gate", "slice", "outcome", "observed", "bound", "threshold", "n", "p_adj", "mde"]
+    failed = json.loads(decision["failed_gates"])
+    reasons = json.loads(decision["reasons"])
+    return "\n".join(
+        [
+            f"{decision['model_name']} version {decision['model_version']} on "
+            f"{decision['dataset_name']} {decision['dataset_version']}: "
+            f"{decision['outcome'].upper()}" + (" (reused the current decision)" if reused else ""),
+            f"decision {decision['decision_id']}, policy {decision['policy_hash']}, champion "
+            f"compared: {decision.get('champion_version') or 'none'}, MLflow run "
+            f"{decision['mlflow_run_id']}",
+            tabulate(rows, headers=headers, tablefmt="simple"),
+            *(["Failed gates: " + ", ".join(failed)] if failed else []),
+            *[f"  - {reason}" for reason in reasons],
+            f"Evidence: gold/item_results at Delta version {decision['item_results_delta_version']}"
+            f", partition {decision['partition_key']}",
         ]
     )
 

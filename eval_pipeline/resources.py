@@ -26,6 +26,7 @@ from eval_pipeline.core.ingest import (
     ingest_files,
 )
 from eval_pipeline.core.noise import DEFAULT_NOISE_SPECS, NoiseSpec
+from eval_pipeline.core.policy import LoadedPolicy, load_policy
 from eval_pipeline.core.prompts import PromptTemplate, get_template
 from eval_pipeline.core.registry import MlflowSettings
 
@@ -38,7 +39,7 @@ class DeltaJarsMissingError(RuntimeError):
 
 
 def project_home() -> Path:
-    """Return the folder that holds the embedded Dagster, MLflow and Delta state."""
+    """Return the folder that contains the embedded Dagster, MLflow and Delta state."""
     return Path(os.environ.get("EVAL_PIPELINE_HOME", "var")).expanduser().resolve()
 
 
@@ -180,6 +181,23 @@ class BenchmarkDatasetResource(dg.ConfigurableResource):
         return DEFAULT_NOISE_SPECS
 
 
+class GatePolicyResource(dg.ConfigurableResource):
+    """The YAML gate policy that decides whether a model version may be promoted."""
+
+    path: str = "gate_policy.yaml"
+
+    def load(self) -> LoadedPolicy:
+        return load_policy(self.path)
+
+
+class PromotionResource(dg.ConfigurableResource):
+    """Registry aliases that a passing version receives, and whether production needs approval."""
+
+    challenger_alias: str = "challenger"
+    champion_alias: str = "champion"
+    require_approval: bool = False
+
+
 def packaged_benchmark_path() -> str:
     return str(package_files.files("eval_pipeline") / "datasets" / "regional_es.jsonl")
 
@@ -199,6 +217,17 @@ def _parse_pairs(value: str) -> dict[str, str]:
             )
         pairs[key.strip()] = item.strip()
     return pairs
+
+
+def _parse_bool(value: str) -> bool:
+    normalized = value.strip().lower()
+    if normalized in ("1", "true", "yes", "on"):
+        return True
+    if normalized in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(
+        f"Invalid boolean {value!r} in EVAL_PIPELINE_REQUIRE_APPROVAL: expected true or false."
+    )
 
 
 def build_resources(environ: dict[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
@@ -232,5 +261,11 @@ def build_resources(environ: dict[str, str] | None = None) -> dict[str, dg.Confi
             field_defaults=_parse_pairs(env.get("EVAL_PIPELINE_DATASET_DEFAULTS", "")),
             prompt_template=env.get("EVAL_PIPELINE_PROMPT_TEMPLATE", "define_term@1"),
             noise_seed=int(env.get("EVAL_PIPELINE_NOISE_SEED", "0")),
+        ),
+        "policy": GatePolicyResource(path=env.get("EVAL_PIPELINE_POLICY", "gate_policy.yaml")),
+        "promotion": PromotionResource(
+            challenger_alias=env.get("EVAL_PIPELINE_CHALLENGER_ALIAS", "challenger"),
+            champion_alias=env.get("EVAL_PIPELINE_CHAMPION_ALIAS", "champion"),
+            require_approval=_parse_bool(env.get("EVAL_PIPELINE_REQUIRE_APPROVAL", "false")),
         ),
     }

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 REQUIRED_FIELDS = ("item_id", "region", "text", "term", "reference", "task_type")
 
 # ISO 3166-1 alpha-2 codes of the countries and territories where Spanish is an official or
-# majority language; a benchmark may narrow or extend this list through its configuration.
+# majority language. A benchmark may narrow or extend this list through its configuration.
 SPANISH_SPEAKING_REGIONS = (
     "AR", "BO", "CL", "CO", "CR", "CU", "DO", "EC", "ES", "GQ", "GT", "HN", "MX", "NI", "PA",
     "PE", "PR", "PY", "SV", "US", "UY", "VE",

@@ -46,7 +46,7 @@ class ModelVersionNotFoundError(LookupError):
 
 @dataclass(frozen=True)
 class MlflowSettings:
-    """Where MLflow tracks runs, keeps the registry and stores artifacts."""
+    """Locations of the MLflow tracking store, model registry and artifacts."""
 
     tracking_uri: str
     registry_uri: str

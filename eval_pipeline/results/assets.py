@@ -1,7 +1,7 @@
 """Gold: per-item outputs and scores, and summaries by region and noise level, per model version.
 
 Every asset here is partitioned by registered model version. Rows carry the partition key, the
-model name and version it decodes to, and the dataset they were evaluated on; re-materializing
+model name and version it decodes to, and the dataset they were evaluated on. Re-materializing
 a partition replaces exactly that partition's rows for the current dataset.
 """
 
@@ -28,13 +28,26 @@ from eval_pipeline.core.registry import (
 from eval_pipeline.core.scoring import PASS_RULE, SCORER_VERSIONS, score_frame
 from eval_pipeline.core.stats import robustness_gaps, summarize
 from eval_pipeline.core.versioning import code_version
+from eval_pipeline.gates.decisions import (
+    GATE_DECISIONS,
+    GateEvidence,
+    champion_evidence,
+    decide_version,
+    decision_row,
+    gate_check_results,
+    gate_check_specs,
+    results_table,
+    write_decision,
+)
 from eval_pipeline.items.assets import EVALUATION_ITEMS, ITEM_SCHEMA, MissingUpstreamDataError
-from eval_pipeline.lakehouse import read_rows, replace_rows
+from eval_pipeline.lakehouse import read_rows, replace_rows, table_version
 from eval_pipeline.partitions import model_versions_partitions
 from eval_pipeline.resources import (
     BenchmarkDatasetResource,
+    GatePolicyResource,
     LakehouseResource,
     MlflowResource,
+    PromotionResource,
     SparkResource,
 )
 
@@ -251,7 +264,17 @@ def summary_table_markdown(summary: pd.DataFrame) -> str:
             description="Clean-minus-noisy pass-rate gap per region with a paired bootstrap "
             "95% interval, and the gap per noise level.",
         ),
+        dg.AssetSpec(
+            GATE_DECISIONS,
+            deps=[ITEM_RESULTS],
+            group_name="gold",
+            kinds={"delta", "mlflow"},
+            description="One gate decision per evaluated version: outcome, failed gates and "
+            "reasons, policy hash, champion compared against, and the Delta versions of the "
+            "evidence tables that lead back to the item-level rows.",
+        ),
     ],
+    check_specs=gate_check_specs(EVAL_SUMMARY),
     partitions_def=model_versions_partitions,
 )
 def evaluation_summary(
@@ -260,13 +283,22 @@ def evaluation_summary(
     lakehouse: LakehouseResource,
     mlflow: MlflowResource,
     dataset: BenchmarkDatasetResource,
+    policy: GatePolicyResource,
+    promotion: PromotionResource,
 ):
-    """Summarize one model version's item results and log the figures to its MLflow run."""
+    """Summarize one version's item results, decide its gates, and log both to MLflow.
+
+    The six gates are blocking checks on the summary: when one fails, the run stops before any
+    asset downstream of the summary, while the decision row still records the failure.
+    """
     ref = decode_partition_key(context.partition_key)
     settings = mlflow.settings
+    loaded_policy = policy.load()
     session = spark.get_session()
     table_match = {"dataset_name": dataset.name, "partition_key": context.partition_key}
-    items = read_rows(session, lakehouse.table_path("gold", "item_results"), table_match)
+    items_path = lakehouse.table_path("gold", "item_results")
+    items_version = table_version(session, items_path)
+    items = read_rows(session, items_path, table_match, version=items_version)
     results = items.toPandas() if items is not None else pd.DataFrame()
     if results.empty:
         raise MissingUpstreamDataError(
@@ -301,11 +333,46 @@ def evaluation_summary(
         partition_by=["dataset_name"],
     )
 
+    evidence = GateEvidence(
+        ref=ref,
+        dataset_name=dataset.name,
+        dataset_version=version,
+        summary=summary,
+        items=results,
+        gaps=gaps,
+        mlflow_run_id=run_id,
+        delta_versions={
+            "item_results": items_version,
+            "eval_summary": summary_version,
+            "robustness_gaps": gaps_version,
+        },
+    )
+    champion, champion_items, champion_items_version = champion_evidence(
+        session, lakehouse, settings, evidence, promotion.champion_alias
+    )
+    evidence.delta_versions["champion_item_results"] = champion_items_version
+    gate_results, decision = decide_version(
+        evidence, loaded_policy.for_model(ref.name), champion, champion_items
+    )
+    row = decision_row(evidence, decision, loaded_policy, champion, context.run.run_id)
+    decision_version = write_decision(session, lakehouse, row)
+    context.log.info(
+        "Gate decision %s for %s: %s (failed gates: %s; policy %s; champion %s)",
+        row["decision_id"],
+        ref.uri,
+        decision.outcome,
+        decision.failed_gates or "none",
+        loaded_policy.content_hash,
+        champion or "none",
+    )
+
     log_metrics(settings, run_id, _summary_metrics(summary, gaps))
     client = settings.client()
     with tempfile.TemporaryDirectory() as folder:
         summary.to_csv(Path(folder) / "summary.csv", index=False)
         gaps.to_csv(Path(folder) / "robustness_gaps.csv", index=False)
+        decision_file = Path(folder) / "gate_decision.json"
+        decision_file.write_text(json.dumps(row, indent=2, ensure_ascii=False), encoding="utf-8")
         client.log_artifacts(run_id, folder, artifact_path="evaluation")
     set_run_tags(
         settings,
@@ -313,6 +380,10 @@ def evaluation_summary(
         {
             "eval_summary_delta_version": str(summary_version),
             "robustness_gaps_delta_version": str(gaps_version),
+            "gate.outcome": decision.outcome,
+            "gate.decision_id": row["decision_id"],
+            "gate.policy_hash": loaded_policy.content_hash,
+            "gate.failed": ",".join(decision.failed_gates),
         },
     )
     client.set_terminated(run_id, "FINISHED")
@@ -358,3 +429,19 @@ def evaluation_summary(
             "gaps": dg.MetadataValue.md(gaps.to_markdown(index=False, floatfmt=".3f")),
         },
     )
+    yield dg.MaterializeResult(
+        asset_key=GATE_DECISIONS,
+        metadata={
+            **common,
+            "dagster/row_count": 1,
+            "decision_id": row["decision_id"],
+            "outcome": decision.outcome,
+            "failed_gates": dg.MetadataValue.json(decision.failed_gates),
+            "policy_hash": loaded_policy.content_hash,
+            "champion_version": champion or "none",
+            "delta_table_version": decision_version,
+            "table_path": dg.MetadataValue.path(lakehouse.table_path("gold", "gate_decisions")),
+            "gate_results": dg.MetadataValue.md(results_table(gate_results)),
+        },
+    )
+    yield from gate_check_results(EVAL_SUMMARY, gate_results)
