@@ -132,6 +132,11 @@ def decision_row(
     }
 
 
+def _plain(value):
+    # Spark's createDataFrame rejects numpy scalars such as np.int64.
+    return value.item() if hasattr(value, "item") else value
+
+
 def write_decision(session, lakehouse, row: dict) -> int:
     """Replace the partition's decision for its dataset; return the new Delta version."""
     frame = pd.DataFrame([row])
@@ -143,7 +148,8 @@ def write_decision(session, lakehouse, row: dict) -> int:
         for column in frame.columns
     )
     records = [
-        tuple(None if pd.isna(v) else v for v in record) for record in frame.itertuples(index=False)
+        tuple(None if pd.isna(value) else _plain(value) for value in record)
+        for record in frame.itertuples(index=False)
     ]
     match = {"dataset_name": row["dataset_name"], "partition_key": row["partition_key"]}
     return replace_rows(
@@ -194,7 +200,13 @@ def gate_check_results(asset_key: dg.AssetKey, results: list[GateResult]):
     for gate in GATES:
         gate_results = [r for r in results if r.gate == gate]
         blocking = [r for r in gate_results if r.blocking]
-        not_passed = [r for r in gate_results if r.outcome != Outcome.PASS]
+        # "No baseline" counts as passed unless the policy made it blocking, while report-only
+        # insufficient evidence shows as a warning.
+        not_passed = [
+            r
+            for r in gate_results
+            if r.blocking or r.outcome not in (Outcome.PASS, Outcome.NO_BASELINE)
+        ]
         metadata = {
             "outcomes": dg.MetadataValue.json({r.slice: str(r.outcome) for r in gate_results}),
             "results": dg.MetadataValue.md(results_table(gate_results)),
@@ -213,6 +225,6 @@ def gate_check_results(asset_key: dg.AssetKey, results: list[GateResult]):
             check_name=f"gate_{gate}",
             passed=not not_passed,
             severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-            description="; ".join(r.reason for r in not_passed)[:2000] or None,
+            description="; ".join(r.reason for r in not_passed or gate_results)[:2000] or None,
             metadata=metadata,
         )

@@ -145,7 +145,7 @@ def test_bad_version_is_blocked_without_alias(prepared, instance):
 
 
 def test_error_budget_blocks(prepared, instance):
-    ref = register(prepared, instance, FaultyModel({"SV": "raise"}))
+    ref = register(prepared, instance, FaultyModel({"SV": "raise", "PE": "raise"}))
     result = evaluate(prepared, instance, ref)
     assert check_outcomes(result)["gate_error_rate"] is False
 
