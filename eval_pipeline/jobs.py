@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from eval_pipeline.gates.decisions import GATE_DECISIONS
 from eval_pipeline.ingestion.assets import BENCHMARK_QUARANTINE, BENCHMARK_SAMPLES
 from eval_pipeline.items.assets import EVALUATION_ITEMS
 from eval_pipeline.partitions import model_versions_partitions
@@ -16,8 +17,11 @@ benchmark_refresh_job = dg.define_asset_job(
 
 model_evaluation_job = dg.define_asset_job(
     name="model_evaluation_job",
-    selection=dg.AssetSelection.assets(ITEM_RESULTS, EVAL_SUMMARY, ROBUSTNESS_GAPS),
+    selection=dg.AssetSelection.assets(
+        ITEM_RESULTS, EVAL_SUMMARY, ROBUSTNESS_GAPS, GATE_DECISIONS
+    ).without_checks()
+    | dg.AssetSelection.checks_for_assets(EVAL_SUMMARY),
     partitions_def=model_versions_partitions,
     description="Evaluate one registered model version (one partition) on the current "
-    "evaluation items and summarize the results (Gold).",
+    "evaluation items, summarize the results and decide its gates (Gold).",
 )

@@ -56,7 +56,7 @@ def build_report(defs, refs) -> list[dict]:
             entry["gate_decision"] = decision
         registered = client.get_registered_model(ref.name)
         entry["aliases"] = sorted(
-            alias for alias, version in registered.aliases.items() if version == ref.version
+            alias for alias, version in registered.aliases.items() if str(version) == ref.version
         )
         version_tags = client.get_model_version(ref.name, ref.version).tags
         entry["gate_tag"] = version_tags.get("eval_pipeline.gate.outcome")

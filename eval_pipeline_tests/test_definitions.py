@@ -11,6 +11,7 @@ EXPECTED_ASSETS = {
     dg.AssetKey(["gold", "item_results"]),
     dg.AssetKey(["gold", "eval_summary"]),
     dg.AssetKey(["gold", "robustness_gaps"]),
+    dg.AssetKey(["gold", "gate_decisions"]),
 }
 
 
@@ -42,7 +43,19 @@ def test_layers_are_chained():
 
 def test_jobs_defined():
     names = {job.name for job in defs.resolve_all_job_defs()}
-    assert {"benchmark_refresh_job", "model_evaluation_job"} <= names
+    assert {"benchmark_refresh_job", "model_evaluation_job", "promotion_job"} <= names
+
+
+def test_jobs_resolve():
+    for name in ("benchmark_refresh_job", "model_evaluation_job", "promotion_job"):
+        assert defs.resolve_job_def(name).name == name
+
+
+def test_evaluation_job_runs_gate_checks():
+    job = defs.resolve_job_def("model_evaluation_job")
+    keys = job.asset_layer.asset_graph.asset_check_keys
+    names = {key.name for key in keys}
+    assert {"gate_region_minimum", "gate_non_regression", "gate_error_rate"} <= names
 
 
 def test_every_asset_has_description():
