@@ -243,6 +243,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     approve.add_argument("--version", required=True, help="registered model version")
     approve.add_argument("--by", required=True, help="name of the approver")
 
+    evidence = commands.add_parser(
+        "evidence", help="print the item-level rows behind a version's stored gate decision"
+    )
+    evidence.add_argument("--model", required=True, help="registered model name")
+    evidence.add_argument("--version", required=True, help="registered model version")
+    evidence.add_argument("--failed-only", action="store_true", help="only rows that failed")
+    evidence.add_argument("--limit", type=int, default=20, help="maximum rows to print")
+
     rollback = commands.add_parser(
         "rollback", help="point the champion alias back at the version it replaced"
     )
@@ -282,7 +290,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{ref.uri}  partition {ref.partition_key}")
         return EXIT_OK
 
-    if args.command in ("gate", "promote", "approve", "rollback"):
+    if args.command in ("gate", "promote", "approve", "rollback", "evidence"):
         return _run_gate_command(args, defs)
 
     if args.command == "demo":
@@ -361,6 +369,8 @@ def _run_gate_command(args: argparse.Namespace, defs) -> int:
             f"Recorded approval of decision {decision['decision_id']} for {ref.uri} by {args.by}."
         )
         return EXIT_OK
+    if args.command == "evidence":
+        return _print_evidence(args, defs, ref)
     if args.command == "promote":
         for action in promote_versions(defs, [ref], verbose=args.verbose):
             print(f"{action['model_uri']}: {action['action']}")
@@ -376,6 +386,11 @@ def _run_gate_command(args: argparse.Namespace, defs) -> int:
     actions = promote_versions(defs, [ref], verbose=args.verbose) if args.promote else []
     if args.json:
         payload = {**decision, "reused": reused, "promotion": actions}
+        payload["evidence"] = {
+            "table": defs.resources["lakehouse"].table_path("gold", "item_results"),
+            "delta_version": decision["item_results_delta_version"],
+            "where": {"dataset_name": decision["dataset_name"], "partition_key": ref.partition_key},
+        }
         for field in ("failed_gates", "reasons", "gate_results"):
             payload[field] = json.loads(payload[field])
         print(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
@@ -384,6 +399,32 @@ def _run_gate_command(args: argparse.Namespace, defs) -> int:
         for action in actions:
             print(f"Promotion: {action['action']}")
     return EXIT_OK if decision["outcome"] == "pass" else EXIT_FAILED
+
+
+def _print_evidence(args: argparse.Namespace, defs, ref) -> int:
+    from tabulate import tabulate
+
+    from eval_pipeline.gates.decisions import decision_evidence
+
+    decision, current = _decision_state(defs, ref)
+    if decision is None:
+        raise ValueError(
+            f"{ref.uri} has no gate decision; run `eval-pipeline gate --model {ref.name} "
+            f"--version {ref.version}` first."
+        )
+    resources = defs.resources
+    session = resources["spark"].get_session()
+    rows = decision_evidence(session, resources["lakehouse"], decision, args.failed_only)
+    columns = ["item_id", "region", "noise_level", "output", "reference", "passed", "error_code"]
+    frame = rows.select(*columns).orderBy("item_id", "noise_level").limit(args.limit).toPandas()
+    print(
+        f"Decision {decision['decision_id']} ({decision['outcome']}, "
+        f"{'current' if current else 'stale'}): gold/item_results at Delta version "
+        f"{decision['item_results_delta_version']}, partition {decision['partition_key']}, "
+        f"{rows.count()} rows{' that failed' if args.failed_only else ''}"
+    )
+    print(tabulate(frame, headers="keys", tablefmt="simple", showindex=False))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

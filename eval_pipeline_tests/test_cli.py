@@ -77,3 +77,53 @@ def test_register_and_evaluate_prints_report(cli_env):
     assert "echo-baseline version 1" in text.stdout
     assert "Pass rate by region x noise level" in text.stdout
     assert "make ui" in text.stdout
+
+
+GATE_POLICY = """
+defaults:
+  bound: point
+  region_minimum: {min_n: 2, thresholds: {default: 0.5}}
+  non_regression: {min_n: 2, margin: 0.9, n_resamples: 200}
+  robustness: {tolerance: 0.6, min_n: 2}
+  region_gap: {max_gap: 1.0, min_n: 2}
+  latency: {p95_ms_max: 60000, min_n: 2}
+  error_rate: {max: 0.5, min_n: 2}
+"""
+
+
+@pytest.mark.slow
+def test_gate_exit_codes_and_promotion(cli_env, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(GATE_POLICY, encoding="utf-8")
+    cli_env["EVAL_PIPELINE_POLICY"] = str(policy)
+    assert run_cli(["register-demo-models"], cli_env).returncode == 0
+
+    # Version 2 has the glossary of every term in this benchmark, so its gates pass.
+    passed = run_cli(
+        ["gate", "--model", "regional-explainer", "--version", "2", "--json", "--promote"],
+        cli_env,
+    )
+    assert passed.returncode == 0, passed.stderr[-3000:]
+    decision = json.loads(passed.stdout)
+    assert decision["outcome"] == "pass"
+    assert decision["promotion"][0]["action"] == "promoted"
+    assert decision["evidence"]["delta_version"] is not None
+
+    failed = run_cli(["gate", "--model", "echo-baseline", "--version", "1"], cli_env)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "FAIL" in failed.stdout
+    assert "region_minimum" in failed.stdout
+
+    reused = run_cli(["gate", "--model", "echo-baseline", "--version", "1", "--json"], cli_env)
+    assert reused.returncode == 1
+    assert json.loads(reused.stdout)["reused"] is True
+
+    evidence = run_cli(
+        ["evidence", "--model", "echo-baseline", "--version", "1", "--failed-only"], cli_env
+    )
+    assert evidence.returncode == 0, evidence.stderr[-3000:]
+    assert "32 rows that failed" in evidence.stdout
+
+    rollback = run_cli(["rollback", "--model", "regional-explainer"], cli_env)
+    assert rollback.returncode == 2
+    assert "no previous champion" in rollback.stderr

@@ -170,6 +170,20 @@ def read_decision(session, lakehouse, dataset_name: str, partition_key: str) -> 
     return found[0].asDict() if found else None
 
 
+def decision_evidence(session, lakehouse, decision: dict, failed_only: bool = False):
+    """Return the item-level rows behind `decision`, read at the Delta version it pinned."""
+    match = {"dataset_name": decision["dataset_name"], "partition_key": decision["partition_key"]}
+    rows = read_rows(
+        session,
+        lakehouse.table_path("gold", "item_results"),
+        match,
+        version=decision["item_results_delta_version"],
+    )
+    if failed_only:
+        rows = rows.where("NOT passed")
+    return rows
+
+
 def results_table(results: list[GateResult]) -> str:
     """Return gate results as a Markdown table for asset metadata."""
     frame = pd.DataFrame([r.to_dict() for r in results])
