@@ -73,6 +73,11 @@ def _ensure_dagster_home() -> Path:
         os.environ["DAGSTER_HOME"] = str(_home() / "dagster")
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # `make setup` copies the repository's dagster.yaml; outside a checkout this keeps the
+        # embedded defaults and turns telemetry off.
+        config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     return home
 
 
@@ -101,8 +106,13 @@ def evaluate_versions(defs, refs: Sequence, verbose: bool = False) -> list[str]:
     """Refresh Bronze and Silver, then run the evaluation job for each model version."""
     from dagster import DagsterInstance
 
+    from eval_pipeline.core.registry import get_model_version
     from eval_pipeline.partitions import model_versions_partitions
 
+    # Check every version first, so a deleted one fails before minutes of Bronze and Silver work
+    # and leaves no partition behind.
+    for ref in refs:
+        get_model_version(defs.resources["mlflow"].settings, ref)
     _ensure_dagster_home()
     instance = DagsterInstance.get()
     keys = [ref.partition_key for ref in refs]
@@ -115,9 +125,14 @@ def evaluate_versions(defs, refs: Sequence, verbose: bool = False) -> list[str]:
         instance.add_dynamic_partitions(model_versions_partitions.name, new_keys)
 
     refresh = defs.resolve_job_def("benchmark_refresh_job")
-    result = refresh.execute_in_process(instance=instance, run_config=_logger_config(verbose))
+    result = refresh.execute_in_process(
+        instance=instance, run_config=_logger_config(verbose), raise_on_error=False
+    )
     if not result.success:
-        raise RuntimeError(f"benchmark_refresh_job failed (Dagster run {result.run_id}).")
+        raise RuntimeError(
+            f"benchmark_refresh_job failed (Dagster run {result.run_id}): "
+            f"{_failure_message(result)}"
+        )
 
     evaluation = defs.resolve_job_def("model_evaluation_job")
     for ref in refs:
@@ -130,10 +145,22 @@ def evaluate_versions(defs, refs: Sequence, verbose: bool = False) -> list[str]:
         )
         if not result.success and not _only_gate_checks_failed(result):
             raise RuntimeError(
-                f"model_evaluation_job failed for {ref.uri} (Dagster run {result.run_id}); "
-                "open the run in the Dagster UI (`make ui`) for the step logs."
+                f"model_evaluation_job failed for {ref.uri} (Dagster run {result.run_id}): "
+                f"{_failure_message(result)} The Dagster UI (`make ui`) has the step logs."
             )
     return keys
+
+
+def _failure_message(result) -> str:
+    """Return the message of the first step failure, without Dagster's wrapper text."""
+    failures = result.get_step_failure_events()
+    if not failures:
+        return "the run failed before any step started."
+    error = failures[0].step_failure_data.error
+    # Dagster wraps user errors; the innermost cause carries the message the code raised.
+    while error.cause is not None:
+        error = error.cause
+    return f"{error.cls_name}: {error.message.strip()}"
 
 
 def _only_gate_checks_failed(result) -> bool:
@@ -160,9 +187,7 @@ def promote_versions(defs, refs: Sequence, verbose: bool = False) -> list[dict]:
             raise_on_error=False,
         )
         if not result.success:
-            failure = result.get_step_failure_events()
-            message = failure[0].step_failure_data.error.message if failure else "unknown error"
-            raise RuntimeError(f"Promotion of {ref.uri} failed: {message.strip()}")
+            raise RuntimeError(f"Promotion of {ref.uri} failed: {_failure_message(result)}")
         output = result.output_for_node("promote_model_version")
         actions.append({"model_uri": ref.uri, "action": output})
     return actions
@@ -275,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "fetch-jars":
-        for path in fetch_jars(args.jars_dir or _home() / "jars"):
+        default_dir = Path(os.environ.get("EVAL_PIPELINE_JARS_DIR") or _home() / "jars")
+        for path in fetch_jars(args.jars_dir or default_dir):
             print(path)
         return EXIT_OK
 
@@ -314,6 +340,11 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "evaluate":
         if args.version and not args.model:
             raise ValueError("--version needs --model NAME.")
+        if args.version and len(args.model) > 1:
+            raise ValueError(
+                f"--version {args.version} is ambiguous with several --model options "
+                f"{args.model}; give one --model with --version."
+            )
         if args.version:
             refs = [ModelVersionRef(args.model[0], args.version)]
         else:

@@ -12,20 +12,24 @@ from eval_pipeline.core.noise import NOISE_LEVELS
 from eval_pipeline.lakehouse import read_rows
 
 
-def _read(defs, table: str, dataset_name: str) -> pd.DataFrame:
+def _read(defs, table: str, dataset_name: str, dataset_version: str) -> pd.DataFrame:
     resources = defs.resources
     session = resources["spark"].get_session()
     path = resources["lakehouse"].table_path("gold", table)
-    rows = read_rows(session, path, {"dataset_name": dataset_name})
+    match = {"dataset_name": dataset_name, "dataset_version": dataset_version}
+    rows = read_rows(session, path, match)
     return rows.toPandas() if rows is not None else pd.DataFrame()
 
 
 def build_report(defs, refs) -> list[dict]:
     """Return, per model version, its summary slices and robustness gaps on the current data."""
     dataset = defs.resources["dataset"]
-    summary = _read(defs, "eval_summary", dataset.name)
-    gaps = _read(defs, "robustness_gaps", dataset.name)
-    decisions = _read(defs, "gate_decisions", dataset.name)
+    # Only results on the current dataset version count; older ones stay in the tables until
+    # their partition is evaluated again.
+    version = dataset.current_version()
+    summary = _read(defs, "eval_summary", dataset.name, version)
+    gaps = _read(defs, "robustness_gaps", dataset.name, version)
+    decisions = _read(defs, "gate_decisions", dataset.name, version)
     client = defs.resources["mlflow"].settings.client()
     report = []
     for ref in refs:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import sys
 from functools import cached_property
 from importlib import resources as package_files
@@ -160,7 +161,16 @@ class BenchmarkDatasetResource(dg.ConfigurableResource):
     prompt_template: str = "define_term@1"
     noise_seed: int = 0
 
+    def validate_name(self) -> None:
+        """Raise unless the name fits MLflow tag keys and Delta partition paths."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise ValueError(
+                f"Invalid dataset name {self.name!r}: expected letters, digits, '_', '.' or '-' "
+                "(starting with a letter or digit); set EVAL_PIPELINE_DATASET_NAME accordingly."
+            )
+
     def ingest(self) -> IngestionResult:
+        self.validate_name()
         return ingest_files(
             self.name,
             self.files,
@@ -170,6 +180,7 @@ class BenchmarkDatasetResource(dg.ConfigurableResource):
 
     def current_version(self) -> str:
         """Return the content hash that Bronze records for the configured files."""
+        self.validate_name()
         return current_dataset_version(self.files, self.allowed_regions, self.field_defaults)
 
     @property
@@ -203,7 +214,15 @@ def packaged_benchmark_path() -> str:
 
 
 def _split_list(value: str) -> list[str]:
-    return [part.strip() for part in value.replace(os.pathsep, ",").split(",") if part.strip()]
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _parse_int(env: dict[str, str], name: str, default: str) -> int:
+    value = env.get(name, default)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"Invalid integer {value!r} in {name}: expected a whole number.") from None
 
 
 def _parse_pairs(value: str) -> dict[str, str]:
@@ -260,7 +279,7 @@ def build_resources(environ: dict[str, str] | None = None) -> dict[str, dg.Confi
             allowed_regions=[r.upper() for r in regions] or list(SPANISH_SPEAKING_REGIONS),
             field_defaults=_parse_pairs(env.get("EVAL_PIPELINE_DATASET_DEFAULTS", "")),
             prompt_template=env.get("EVAL_PIPELINE_PROMPT_TEMPLATE", "define_term@1"),
-            noise_seed=int(env.get("EVAL_PIPELINE_NOISE_SEED", "0")),
+            noise_seed=_parse_int(env, "EVAL_PIPELINE_NOISE_SEED", "0"),
         ),
         "policy": GatePolicyResource(path=env.get("EVAL_PIPELINE_POLICY", "gate_policy.yaml")),
         "promotion": PromotionResource(

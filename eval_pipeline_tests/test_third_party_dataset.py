@@ -24,8 +24,9 @@ pytestmark = [
 ]
 
 
-def test_chapin_dataset_evaluates_by_configuration(make_resources, instance):
+def test_chapin_dataset_evaluates_by_configuration(make_resources, instance, permissive_policy):
     resources = make_resources(
+        EVAL_PIPELINE_POLICY=str(permissive_policy),
         EVAL_PIPELINE_DATASET_NAME="diccionario-chapin",
         EVAL_PIPELINE_DATASET_FILES=str(CHAPIN),
         # The file has no task_type column; every row is a define-the-term item.

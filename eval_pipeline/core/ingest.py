@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 REQUIRED_FIELDS = ("item_id", "region", "text", "term", "reference", "task_type")
@@ -72,8 +73,9 @@ class IngestionResult:
 
 def _has_invalid_utf8(value: object) -> bool:
     # Files are decoded with surrogateescape, so each byte that is not valid UTF-8 becomes a lone
-    # surrogate in U+DC80..U+DCFF; finding one means the source row had invalid bytes.
-    return isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value)
+    # surrogate in U+DC80..U+DCFF. JSON escapes such as "\ud800" also produce lone surrogates,
+    # which cannot be encoded as UTF-8 either.
+    return isinstance(value, str) and any("\ud800" <= ch <= "\udfff" for ch in value)
 
 
 def _printable(value: object) -> str:
@@ -131,8 +133,11 @@ def current_dataset_version(
 
 
 def _read_jsonl(path: Path) -> Iterable[RawRecord]:
-    text = path.read_bytes().decode("utf-8", "surrogateescape")
-    for number, line in enumerate(text.splitlines(), start=1):
+    text = path.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    # JSON Lines separates records by "\n" only; str.splitlines would also split on U+2028 and
+    # other Unicode line breaks that may appear inside a JSON string.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
@@ -161,6 +166,15 @@ def _read_csv(path: Path) -> Iterable[RawRecord]:
 
 def _read_parquet(path: Path) -> Iterable[RawRecord]:
     table = pq.read_table(path)
+    # Reading strings as binary keeps rows with invalid UTF-8 readable, so they are quarantined
+    # instead of failing the whole file; valid text decodes back unchanged.
+    binary_schema = pa.schema(
+        [
+            field.with_type(pa.binary()) if pa.types.is_string(field.type) else field
+            for field in table.schema
+        ]
+    )
+    table = table.cast(binary_schema)
     for number, row in enumerate(table.to_pylist(), start=1):
         fields = {
             key: value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
@@ -194,8 +208,9 @@ def validate_records(
     """Split records into accepted and quarantined rows.
 
     Reasons (several may apply, comma-separated): `malformed_record`, `invalid_utf8`,
-    `missing_field`, `empty_text`, `unknown_region`, `duplicate_item_id` (the first valid row
-    with an item_id is kept, later valid ones are quarantined). Text is stored NFC-normalized.
+    `invalid_type`, `missing_field`, `empty_text`, `unknown_region`, `duplicate_item_id` (the
+    first valid row with an item_id is kept, later valid ones are quarantined). Text is stored
+    NFC-normalized.
     """
     regions = {region.upper() for region in allowed_regions}
     defaults = dict(field_defaults or {})
@@ -214,6 +229,17 @@ def validate_records(
         if invalid or _has_invalid_utf8(record.raw_text):
             reasons.append("invalid_utf8")
             details.append(f"bytes that are not valid UTF-8 in {invalid or ['the record']}")
+        # Text fields must be strings; an item_id may be a number and is stored as text.
+        wrong_type = sorted(
+            name
+            for name in REQUIRED_FIELDS
+            if name != "item_id"
+            and values.get(name) is not None
+            and not isinstance(values.get(name), str)
+        )
+        if wrong_type:
+            reasons.append("invalid_type")
+            details.append(f"fields {wrong_type} are not strings")
         if not record.parse_error:
             missing = [
                 name for name in REQUIRED_FIELDS if name != "text" and not _clean(values.get(name))

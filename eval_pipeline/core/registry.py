@@ -85,17 +85,47 @@ def get_model_version(settings: MlflowSettings, ref: ModelVersionRef):
         ) from error
 
 
+def _name_filter(name: str) -> str:
+    # MLflow's filter grammar has no escape character, so a name with a single quote goes in
+    # double quotes instead.
+    if "'" in name and '"' in name:
+        raise ValueError(
+            f"Model name {name!r} contains both quote characters, which MLflow search filters "
+            "cannot express; rename the registered model."
+        )
+    return f'name = "{name}"' if "'" in name else f"name = '{name}'"
+
+
+def _all_pages(search, **kwargs) -> list:
+    results, token = [], None
+    while True:
+        page = search(max_results=200, page_token=token, **kwargs)
+        results.extend(page)
+        token = page.token
+        if not token:
+            return results
+
+
 def list_model_versions(
     settings: MlflowSettings, names: Iterable[str] | None = None
 ) -> list[ModelVersionRef]:
-    """Return every registered version of `names` (all registered models when None)."""
+    """Return every registered version of `names` (all registered models when None).
+
+    Raises ModelVersionNotFoundError naming any requested model that is not registered.
+    """
     client = settings.client()
     if names is None:
-        names = [model.name for model in client.search_registered_models()]
+        names = [model.name for model in _all_pages(client.search_registered_models)]
     refs = []
     for name in names:
-        escaped = name.replace("'", "\\'")
-        for version in client.search_model_versions(f"name = '{escaped}'"):
+        try:
+            client.get_registered_model(name)
+        except MlflowException as error:
+            raise ModelVersionNotFoundError(
+                f"Registered model {name!r} not found in the registry at {settings.registry_uri}; "
+                "check the name (the MLflow UI lists registered models) or register it first."
+            ) from error
+        for version in _all_pages(client.search_model_versions, filter_string=_name_filter(name)):
             refs.append(ModelVersionRef(version.name, str(version.version)))
     return sorted(refs, key=lambda ref: (ref.name, int(ref.version)))
 
@@ -164,7 +194,7 @@ def register_demo_models(
     for spec in specs:
         existing = [
             version
-            for version in client.search_model_versions(f"name = '{spec.registered_name}'")
+            for version in client.search_model_versions(_name_filter(spec.registered_name))
             if version.tags.get(DEMO_FINGERPRINT_TAG) == spec.fingerprint
         ]
         if existing:

@@ -156,7 +156,8 @@ def write_decision(session, lakehouse, row: dict) -> int:
         session.createDataFrame(records, schema),
         lakehouse.table_path("gold", "gate_decisions"),
         match,
-        partition_by=["dataset_name"],
+        # Partitioning by version keeps concurrent runs of different versions conflict-free.
+        partition_by=["dataset_name", "partition_key"],
     )
 
 

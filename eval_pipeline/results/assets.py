@@ -183,7 +183,11 @@ def item_results(
     client.set_model_version_tag(
         ref.name, ref.version, f"eval_pipeline.run_id.{dataset.name}", run_id
     )
-    set_run_tags(settings, run_id, {"item_results_delta_version": str(delta_version)})
+    set_run_tags(
+        settings,
+        run_id,
+        {"item_results_delta_version": str(delta_version), "dagster.run_id": context.run.run_id},
+    )
 
     errors = written["error_code"].dropna().value_counts().to_dict()
     context.log.info(
@@ -324,13 +328,13 @@ def evaluation_summary(
         session.createDataFrame(summary.assign(**identity)),
         summary_path,
         table_match,
-        partition_by=["dataset_name"],
+        partition_by=["dataset_name", "partition_key"],
     )
     gaps_version = replace_rows(
         session.createDataFrame(gaps.assign(**identity)),
         gaps_path,
         table_match,
-        partition_by=["dataset_name"],
+        partition_by=["dataset_name", "partition_key"],
     )
 
     evidence = GateEvidence(

@@ -187,3 +187,47 @@ def test_csv_with_extra_cells_quarantined(tmp_path):
     result = ingest_files("bench", [str(path)])
     assert len(result.accepted) == 1
     assert result.quarantined["reason"].tolist() == ["malformed_record"]
+
+
+def test_jsonl_bom_and_unicode_line_separator(tmp_path):
+    row = {**GOOD_ROWS[0], "text": "uno\u2028dos"}
+    path = tmp_path / "items.jsonl"
+    path.write_text("\ufeff" + json.dumps(row, ensure_ascii=False) + "\r\n", encoding="utf-8")
+    result = ingest_files("bench", [str(path)])
+    assert result.rows_read == 1
+    assert result.accepted["text"].iloc[0] == "uno\u2028dos"
+
+
+def test_non_string_text_quarantined(tmp_path):
+    _, reasons = quarantine_reasons(tmp_path, [{**GOOD_ROWS[0], "text": 123}])
+    assert reasons == {1: "invalid_type"}
+
+
+def test_lone_surrogate_quarantined(tmp_path):
+    raw = json.dumps({**GOOD_ROWS[0], "text": "placeholder"}).replace("placeholder", "\\ud800")
+    result, reasons = quarantine_reasons(tmp_path, [], [raw.encode()])
+    assert reasons == {1: "invalid_utf8"}
+    assert len(result.accepted) == 0
+
+
+def test_parquet_invalid_utf8_quarantined(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = pa.array([b"ni\xf1o", "niño".encode()], type=pa.binary()).view(pa.string())
+    table = pa.table(
+        {
+            "item_id": ["a", "b"],
+            "region": ["SV", "SV"],
+            "text": texts,
+            "term": ["x", "x"],
+            "reference": ["y", "y"],
+            "task_type": ["define_term", "define_term"],
+        }
+    )
+    path = tmp_path / "items.parquet"
+    pq.write_table(table, path)
+    result = ingest_files("bench", [str(path)])
+    assert result.accepted["item_id"].tolist() == ["b"]
+    assert result.quarantined["reason"].tolist() == ["invalid_utf8"]
+    assert "\\xf1" in result.quarantined["raw_record"].iloc[0]

@@ -26,8 +26,11 @@ GOLD = [item_results, evaluation_summary]
 
 
 @pytest.fixture
-def resources(make_resources, small_benchmark):
-    return make_resources(EVAL_PIPELINE_DATASET_FILES=str(small_benchmark))
+def resources(make_resources, small_benchmark, permissive_policy):
+    return make_resources(
+        EVAL_PIPELINE_DATASET_FILES=str(small_benchmark),
+        EVAL_PIPELINE_POLICY=str(permissive_policy),
+    )
 
 
 @pytest.fixture
