@@ -5,6 +5,9 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 export EVAL_PIPELINE_HOME ?= $(CURDIR)/var
 export DAGSTER_HOME ?= $(EVAL_PIPELINE_HOME)/dagster
+# MLflow 3 and Dagster send usage telemetry unless told not to; the pipeline runs offline.
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DAGSTER_DISABLE_TELEMETRY ?= true
 MLFLOW_DB := $(EVAL_PIPELINE_HOME)/mlflow/mlflow.db
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000

@@ -159,7 +159,7 @@ def _read_csv(path: Path) -> Iterable[RawRecord]:
         extra_cells = row.pop(None, None)
         if extra_cells:
             message = f"row has {len(extra_cells)} more cells than the header"
-            yield RawRecord(str(path), number, dict(row), message)
+            yield RawRecord(str(path), number, {**row, "_extra_cells": extra_cells}, message)
             continue
         yield RawRecord(str(path), number, {k: v for k, v in row.items() if v is not None})
 

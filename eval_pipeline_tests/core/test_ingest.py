@@ -187,6 +187,7 @@ def test_csv_with_extra_cells_quarantined(tmp_path):
     result = ingest_files("bench", [str(path)])
     assert len(result.accepted) == 1
     assert result.quarantined["reason"].tolist() == ["malformed_record"]
+    assert "surplus" in result.quarantined["raw_record"].iloc[0]
 
 
 def test_jsonl_bom_and_unicode_line_separator(tmp_path):

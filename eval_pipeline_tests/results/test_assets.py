@@ -55,7 +55,9 @@ def evaluate(resources, instance, ref):
         resources=resources,
         instance=instance,
         partition_key=ref.partition_key,
-        selection=[ITEM_RESULTS, EVAL_SUMMARY, dg.AssetKey(["gold", "robustness_gaps"])],
+        # A model whose every item fails has no latency to judge, so its gates fail the run;
+        # the tests here check the rows, and the gate tests check the checks.
+        raise_on_error=False,
     )
 
 
@@ -146,7 +148,7 @@ def test_rematerialization_replaces_partition(prepared, instance):
 def test_failing_model_becomes_error_rows(prepared, instance):
     failures = {"SV": "raise", "PE": "none", "MX": "number"}
     ref = register(prepared, instance, FaultyModel(failures), name="faulty")
-    assert evaluate(prepared, instance, ref).success
+    evaluate(prepared, instance, ref)
 
     items = gold_rows(prepared, "item_results", ref)
     codes = items.groupby("region")["error_code"].agg(lambda codes: set(codes))
@@ -222,5 +224,11 @@ def test_materialization_metadata(prepared, instance):
 def test_deleted_version_fails_with_clear_message(prepared, instance):
     ref = register(prepared, instance, ConstantModel("niño"))
     prepared["mlflow"].settings.client().delete_model_version(ref.name, ref.version)
-    with pytest.raises(Exception, match="not in the registry"):
-        evaluate(prepared, instance, ref)
+    result = evaluate(prepared, instance, ref)
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    messages = []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    assert any("not in the registry" in message for message in messages), messages
