@@ -190,8 +190,8 @@ def results_table(results: list[GateResult]) -> str:
     frame = pd.DataFrame([r.to_dict() for r in results])
     if frame.empty:
         return "no results"
-    columns = ["gate", "slice", "outcome", "observed", "bound_used", "threshold", "n"]
-    columns += ["p_adjusted", "mde", "reason"]
+    columns = ["gate", "slice", "outcome", "observed", "ci_low", "ci_high", "bound_used"]
+    columns += ["threshold", "n", "statistic", "p_value", "p_adjusted", "mde", "reason"]
     return frame[[c for c in columns if c in frame.columns]].to_markdown(
         index=False, floatfmt=".4g"
     )
