@@ -42,7 +42,7 @@ def test_help_lists_commands():
 def test_unknown_model_exits_2(cli_env):
     completed = run_cli(["evaluate", "--model", "no-such-model"], cli_env)
     assert completed.returncode == 2
-    assert "No registered model versions found for ['no-such-model']" in completed.stderr
+    assert "Registered model 'no-such-model' not found" in completed.stderr
 
 
 def test_version_without_model_exits_2(cli_env):
