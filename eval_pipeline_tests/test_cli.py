@@ -20,7 +20,9 @@ def run_cli(args, env, timeout=600):
 
 @pytest.fixture
 def cli_env(tmp_path, small_benchmark):
-    env = dict(os.environ)
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, so earlier tests in this process
+    # leave theirs behind; the command under test must use only the home set here.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(
         {
             "EVAL_PIPELINE_HOME": str(tmp_path / "home"),
