@@ -157,10 +157,15 @@ def _failure_message(result) -> str:
     if not failures:
         return "the run failed before any step started."
     error = failures[0].step_failure_data.error
-    # Dagster wraps user errors; the innermost cause carries the message the code raised.
+    # Dagster wraps user errors; the innermost cause carries the message the code raised, and
+    # its text starts with the qualified class name.
     while error.cause is not None:
         error = error.cause
-    return f"{error.cls_name}: {error.message.strip()}"
+    message = error.message.strip()
+    prefix, separator, rest = message.partition(": ")
+    if separator and prefix.endswith(error.cls_name):
+        message = rest
+    return f"{error.cls_name}: {message}"
 
 
 def _only_gate_checks_failed(result) -> bool:
@@ -176,10 +181,18 @@ def promote_versions(defs, refs: Sequence, verbose: bool = False) -> list[dict]:
     """Run the promotion job for each version; return what each run did."""
     from dagster import DagsterInstance
 
+    from eval_pipeline.partitions import model_versions_partitions
+
+    _ensure_dagster_home()
     instance = DagsterInstance.get()
     job = defs.resolve_job_def("promotion_job")
     actions = []
     for ref in refs:
+        if not instance.has_dynamic_partition(model_versions_partitions.name, ref.partition_key):
+            raise ValueError(
+                f"No gate decision exists for {ref.uri}: it has never been evaluated here. Run "
+                f"`eval-pipeline gate --model {ref.name} --version {ref.version}` first."
+            )
         result = job.execute_in_process(
             instance=instance,
             partition_key=ref.partition_key,
@@ -388,11 +401,22 @@ def _run_gate_command(args: argparse.Namespace, defs) -> int:
 
     ref = ModelVersionRef(args.model, args.version)
     get_model_version(settings, ref)
+    # Loading the policy first reports a broken policy file before any other work.
+    defs.resources["policy"].load()
     if args.command == "approve":
+        if not args.by.strip():
+            raise ValueError("--by is empty; give the name of the person approving.")
         decision, current = _decision_state(defs, ref)
-        if decision is None or not current or decision["outcome"] != "pass":
+        if decision is not None and current and decision["outcome"] != "pass":
+            failed = ", ".join(json.loads(decision["failed_gates"]))
             raise ValueError(
-                f"{ref.uri} has no current passing gate decision to approve; run "
+                f"{ref.uri} cannot be approved: its current gate decision "
+                f"{decision['decision_id']} failed ({failed}). Only a passing version can be "
+                "approved for production."
+            )
+        if decision is None or not current:
+            raise ValueError(
+                f"{ref.uri} has no current gate decision to approve; run "
                 f"`eval-pipeline gate --model {ref.name} --version {ref.version}` first."
             )
         record_approval(settings, ref, decision["decision_id"], args.by)

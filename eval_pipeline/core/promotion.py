@@ -89,7 +89,8 @@ def check_decision_is_current(
         raise PromotionError(
             f"Gate decision {decision['decision_id']} for {ref.uri} is stale: "
             + "; ".join(stale)
-            + ". Re-run model_evaluation_job for this partition to decide again."
+            + f". Decide again with `eval-pipeline gate --model {ref.name} --version "
+            f"{ref.version}` (or model_evaluation_job for partition {ref.partition_key})."
         )
 
 

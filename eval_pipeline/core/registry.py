@@ -79,9 +79,9 @@ def get_model_version(settings: MlflowSettings, ref: ModelVersionRef):
         return settings.client().get_model_version(ref.name, ref.version)
     except MlflowException as error:
         raise ModelVersionNotFoundError(
-            f"Model version {ref.name!r} version {ref.version} is not in the registry at "
-            f"{settings.registry_uri}; it may have been deleted. Register it again or remove "
-            "its partition."
+            f"Model {ref.name!r} version {ref.version} is not in the registry at "
+            f"{settings.registry_uri}; check the name and version (the MLflow UI lists them). "
+            "If it was deleted after its Dagster partition was added, remove that partition."
         ) from error
 
 
