@@ -321,7 +321,6 @@ def _run(args: argparse.Namespace) -> int:
     from eval_pipeline.core.partition_keys import ModelVersionRef
     from eval_pipeline.core.registry import list_model_versions
     from eval_pipeline.definitions import defs
-    from eval_pipeline.report import build_report, format_report, next_steps
 
     settings = defs.resources["mlflow"].settings
     if args.command == "register-demo-models":
@@ -343,13 +342,7 @@ def _run(args: argparse.Namespace) -> int:
         for ref in refs:
             evaluate_versions(defs, [ref], verbose=args.verbose)
             promote_versions(defs, [ref], verbose=args.verbose)
-        report = build_report(defs, refs)
-        if args.json:
-            print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
-        else:
-            print(format_report(report))
-            print(next_steps(defs))
-        return EXIT_OK
+        return _print_report(defs, refs, args.json)
     elif args.command == "evaluate":
         if args.version and not args.model:
             raise ValueError("--version needs --model NAME.")
@@ -374,8 +367,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         evaluate_versions(defs, refs, verbose=args.verbose)
 
+    return _print_report(defs, refs, args.json)
+
+
+def _print_report(defs, refs, as_json: bool) -> int:
+    from eval_pipeline.report import build_report, format_report, next_steps
+
     report = build_report(defs, refs)
-    if args.json:
+    if as_json:
         print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     else:
         print(format_report(report))

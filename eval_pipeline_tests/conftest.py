@@ -93,8 +93,8 @@ def instance(tmp_path):
         yield test_instance
 
 
-# Gates that every sane model passes on the 8-item benchmark; tests of the summaries use it so
-# that blocking gate checks do not stop their runs. The gate tests use their own policies.
+# Gates that every model passes on the 8-item benchmark. Tests of the summaries use them, so
+# blocking gate checks do not stop their runs. The gate tests use their own policies.
 PERMISSIVE_POLICY = """
 defaults:
   bound: point

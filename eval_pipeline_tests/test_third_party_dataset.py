@@ -59,7 +59,7 @@ def test_chapin_dataset_evaluates_by_configuration(make_resources, instance, per
     assert set(cells["region"]) == {"GT"}
     assert set(cells["n"]) == {261}
     clean = cells[cells["noise_level"] == "clean"].iloc[0]
-    # The glossary was built from these items, so clean answers match their references.
+    # The glossary was built from these items, so clean outputs match their references.
     assert clean["pass_rate"] > 0.9
     samples = read_rows(spark, resources["lakehouse"].table_path("bronze", "benchmark_samples"))
     texts = samples.select("text").toPandas()["text"]

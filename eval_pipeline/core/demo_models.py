@@ -3,9 +3,9 @@
 They run on CPU in microseconds and differ clearly in quality:
 - `EchoModel` returns its prompt unchanged, the floor any real model must beat;
 - `GlossaryModel` looks the quoted term up in a regional glossary. With `fuzzy=False` and half
-  of the glossary it is a weak version that also returns empty answers for about one prompt in
-  twenty, the way an unreliable endpoint does; with `fuzzy=True` and the whole glossary it
-  tolerates typos and OCR errors in the term and is the strong version. A third version knows
+  of the glossary it is a weak version. It also returns an empty string for about one prompt in
+  twenty, the way an unreliable endpoint does. With `fuzzy=True` and the whole glossary it
+  tolerates typos and OCR errors in the term and is the strong version. A third version covers
   85% of the terms: good enough for the minimums, but a regression from the second.
 """
 

@@ -22,7 +22,7 @@ _MAX_ERROR_MESSAGE = 500
 
 
 class ErrorCode(StrEnum):
-    """Why an item has no usable output."""
+    """Reason an item has no usable output."""
 
     MODEL_ERROR = "model_error"
     NULL_OUTPUT = "null_output"
@@ -45,7 +45,7 @@ def classify_output(value: object) -> tuple[str | None, str | None, str | None]:
 
 def _as_list(predictions: object) -> list[object]:
     if isinstance(predictions, pd.DataFrame):
-        # A one-column frame is the usual pyfunc output; wider frames carry the answer first.
+        # A one-column frame is the usual pyfunc output, and wider frames put the output first.
         return predictions.iloc[:, 0].tolist()
     if isinstance(predictions, pd.Series | np.ndarray):
         return list(predictions.tolist())
@@ -83,7 +83,7 @@ def _predict_batch(model, batch: pd.DataFrame) -> list[tuple]:
 def predict_frame(model, frame: pd.DataFrame, batch_size: int = 1) -> pd.DataFrame:
     """Return `frame` with output, latency_ms, error_code and error_message per row.
 
-    The model sees micro-batches of `batch_size` rows of MODEL_INPUT_COLUMNS. With batch size 1
+    The model receives micro-batches of `batch_size` rows of MODEL_INPUT_COLUMNS. With batch size 1
     latency is measured per item; with larger batches each item gets the batch time divided by
     the batch size. When a batch of several rows raises, its rows are retried one by one so that
     a single bad item does not mark its neighbours as failed.

@@ -2,8 +2,8 @@
 
 Registered model names may contain `/`, spaces, dots and any Unicode character, while partition
 keys travel through URLs, run tags and range syntax (`a...b`). A key keeps ASCII letters,
-digits, `_` and `-` as they are and writes every other character as `~` plus the upper-case hex
-of its UTF-8 bytes, so two different names never share a key and the name is recovered exactly.
+digits, `_` and `-` as they are. Every other character becomes `~` plus the upper-case hex of
+its UTF-8 bytes, so two different names never share a key and the name is recovered exactly.
 """
 
 from __future__ import annotations

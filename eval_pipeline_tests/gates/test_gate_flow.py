@@ -37,7 +37,7 @@ defaults:
 
 
 class RegionAnswerModel(PythonModel):
-    """Answers with the right reference of the small benchmark, except in `wrong_regions`."""
+    """Return the reference of the small benchmark for each region, except in `wrong_regions`."""
 
     def __init__(self, wrong_regions=()):
         self.wrong_regions = set(wrong_regions)
