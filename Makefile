@@ -12,7 +12,7 @@ MLFLOW_DB := $(EVAL_PIPELINE_HOME)/mlflow/mlflow.db
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 
-.PHONY: setup demo test test-fast lint ui mlflow-ui benchmark clean
+.PHONY: setup system-packages demo test test-fast lint ui mlflow-ui benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ setup: $(BIN)/python
 demo: setup
 	$(BIN)/eval-pipeline demo
 
-test: setup
+# Chromium and PostgreSQL are started by the slow browser and production-stack tests.
+system-packages:
+	bash scripts/install-system-packages.sh
+
+test: setup system-packages
 	$(BIN)/python -m pytest
 
 test-fast: setup
