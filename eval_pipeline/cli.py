@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from eval_pipeline.automation.webserver import DEFAULT_WEBSERVER_URL
+
 logger = logging.getLogger("eval_pipeline.cli")
 
 EXIT_OK = 0
@@ -107,6 +109,7 @@ def evaluate_versions(defs, refs: Sequence, verbose: bool = False) -> list[str]:
     from dagster import DagsterInstance
 
     from eval_pipeline.core.registry import get_model_version
+    from eval_pipeline.jobs import COMMAND_LINE_TRIGGER, TRIGGER_TAG
     from eval_pipeline.partitions import model_versions_partitions
 
     # Check every version first, so a deleted one fails before minutes of Bronze and Silver work
@@ -126,7 +129,10 @@ def evaluate_versions(defs, refs: Sequence, verbose: bool = False) -> list[str]:
 
     refresh = defs.resolve_job_def("benchmark_refresh_job")
     result = refresh.execute_in_process(
-        instance=instance, run_config=_logger_config(verbose), raise_on_error=False
+        instance=instance,
+        run_config=_logger_config(verbose),
+        raise_on_error=False,
+        tags={TRIGGER_TAG: COMMAND_LINE_TRIGGER},
     )
     if not result.success:
         raise RuntimeError(
@@ -142,6 +148,7 @@ def evaluate_versions(defs, refs: Sequence, verbose: bool = False) -> list[str]:
             partition_key=ref.partition_key,
             run_config=_logger_config(verbose),
             raise_on_error=False,
+            tags={TRIGGER_TAG: COMMAND_LINE_TRIGGER},
         )
         if not result.success and not _only_gate_checks_failed(result):
             raise RuntimeError(
@@ -294,6 +301,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rollback.add_argument("--model", required=True, help="registered model name")
 
+    backfill = commands.add_parser(
+        "backfill",
+        help="evaluate a list or range of versions of one model as a Dagster backfill",
+    )
+    backfill.add_argument("--model", required=True, help="registered model name")
+    backfill.add_argument(
+        "--versions", default="all", help="versions such as '1,3-5', or 'all' (default)"
+    )
+    backfill.add_argument(
+        "--webserver",
+        default=os.environ.get("EVAL_PIPELINE_WEBSERVER_URL", DEFAULT_WEBSERVER_URL),
+        help="Dagster webserver that queues the backfill (default: %(default)s)",
+    )
+    backfill.add_argument(
+        "--in-process",
+        action="store_true",
+        help="evaluate here, one version after another, without a webserver or daemon",
+    )
+    backfill.add_argument(
+        "--wait", action="store_true", help="wait for the backfill's runs and print their status"
+    )
+    backfill.add_argument(
+        "--timeout", type=float, default=3600, help="seconds --wait waits (default: 3600)"
+    )
+
     report = commands.add_parser("report", help="print the stored report of model versions")
     report.add_argument("--model", action="append", help="registered model name (repeatable)")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -330,6 +362,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command in ("gate", "promote", "approve", "rollback", "evidence"):
         return _run_gate_command(args, defs)
+
+    if args.command == "backfill":
+        return _run_backfill(args, defs)
 
     if args.command == "demo":
         from eval_pipeline.core.demo_models import DEMO_MODEL_SPECS
@@ -368,6 +403,68 @@ def _run(args: argparse.Namespace) -> int:
         evaluate_versions(defs, refs, verbose=args.verbose)
 
     return _print_report(defs, refs, args.json)
+
+
+def _run_backfill(args: argparse.Namespace, defs) -> int:
+    """Evaluate the selected versions through the webserver's queue, or here in order."""
+    from eval_pipeline.automation.webserver import DagsterWebserverClient
+    from eval_pipeline.core.registry import list_model_versions
+    from eval_pipeline.core.watch import parse_version_spec
+    from eval_pipeline.jobs import TRIGGER_TAG
+    from eval_pipeline.partitions import model_versions_partitions
+
+    settings = defs.resources["mlflow"].settings
+    registered = list_model_versions(settings, [args.model])
+    numbers = parse_version_spec(args.versions, [int(ref.version) for ref in registered])
+    refs = [ref for ref in registered if int(ref.version) in numbers]
+    if not refs:
+        raise ValueError(f"{args.model} has no registered versions to backfill.")
+    if args.in_process:
+        evaluate_versions(defs, refs, verbose=args.verbose)
+        return _print_report(defs, refs, as_json=False)
+
+    client = DagsterWebserverClient(args.webserver)
+    job_name = "model_evaluation_job"
+    selector = client.find_job(job_name)
+    keys = [ref.partition_key for ref in refs]
+    for key in keys:
+        client.add_dynamic_partition(selector, model_versions_partitions.name, key)
+    backfill_id = client.launch_backfill(
+        selector,
+        job_name,
+        keys,
+        tags={TRIGGER_TAG: "backfill"},
+        title=f"{args.model} versions {args.versions}",
+    )
+    print(
+        f"Backfill {backfill_id} queued {len(keys)} evaluation run(s) of {args.model} "
+        f"(versions {', '.join(ref.version for ref in refs)}): "
+        f"{client.url}/runs/b/{backfill_id}"
+    )
+    if not args.wait:
+        return EXIT_OK
+    runs = wait_for_backfill(client, backfill_id, len(keys), args.timeout)
+    for run in runs:
+        print(f"  {run['runId']}  {run['status']}")
+    return EXIT_OK if all(run["status"] == "SUCCESS" for run in runs) else EXIT_FAILED
+
+
+def wait_for_backfill(client, backfill_id: str, expected_runs: int, timeout: float) -> list:
+    """Poll a backfill until each of its runs has ended; return the runs."""
+    import time
+
+    terminal = {"SUCCESS", "FAILURE", "CANCELED"}
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = client.backfill(backfill_id)["runs"]
+        if len(runs) >= expected_runs and all(run["status"] in terminal for run in runs):
+            return runs
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"Backfill {backfill_id} did not finish within {timeout:.0f} s "
+                f"({len(runs)} of {expected_runs} runs launched); is dagster-daemon running?"
+            )
+        time.sleep(2)
 
 
 def _print_report(defs, refs, as_json: bool) -> int:

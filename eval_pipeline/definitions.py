@@ -2,7 +2,15 @@
 
 import dagster as dg
 
-from eval_pipeline.gates.promotion import promotion_job
+from eval_pipeline.automation.schedules import nightly_champion_regression
+from eval_pipeline.automation.sensors import (
+    benchmark_dataset_sensor,
+    evaluate_champions_after_refresh,
+    model_registry_sensor,
+    promote_after_evaluation,
+    promote_after_failed_evaluation,
+)
+from eval_pipeline.gates.promotion import promotion_job, regression_record_job
 from eval_pipeline.ingestion.assets import benchmark_bronze
 from eval_pipeline.items.assets import evaluation_items
 from eval_pipeline.jobs import benchmark_refresh_job, model_evaluation_job
@@ -13,7 +21,15 @@ from eval_pipeline.results.assets import evaluation_summary, item_results
 # instead of starting a JVM per step (about 6 s each on two cores).
 defs = dg.Definitions(
     assets=[benchmark_bronze, evaluation_items, item_results, evaluation_summary],
-    jobs=[benchmark_refresh_job, model_evaluation_job, promotion_job],
+    jobs=[benchmark_refresh_job, model_evaluation_job, promotion_job, regression_record_job],
+    sensors=[
+        model_registry_sensor,
+        benchmark_dataset_sensor,
+        evaluate_champions_after_refresh,
+        promote_after_evaluation,
+        promote_after_failed_evaluation,
+    ],
+    schedules=[nightly_champion_regression],
     resources=build_resources(),
     executor=dg.in_process_executor,
 )

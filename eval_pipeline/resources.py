@@ -22,6 +22,8 @@ from pydantic import Field, PrivateAttr
 
 from eval_pipeline.core.ingest import (
     SPANISH_SPEAKING_REGIONS,
+    SUPPORTED_SUFFIXES,
+    BenchmarkSourceError,
     IngestionResult,
     current_dataset_version,
     ingest_files,
@@ -155,7 +157,9 @@ class BenchmarkDatasetResource(dg.ConfigurableResource):
     """The benchmark files to ingest and how their rows become evaluation items."""
 
     name: str = "regional_es"
-    files: list[str]
+    files: list[str] = Field(default_factory=list)
+    landing_dir: str = ""
+    """Folder whose CSV, JSONL and Parquet files form the dataset; used instead of `files`."""
     allowed_regions: list[str] = Field(default_factory=lambda: list(SPANISH_SPEAKING_REGIONS))
     field_defaults: dict[str, str] = Field(default_factory=dict)
     prompt_template: str = "define_term@1"
@@ -169,11 +173,33 @@ class BenchmarkDatasetResource(dg.ConfigurableResource):
                 "(starting with a letter or digit); set EVAL_PIPELINE_DATASET_NAME accordingly."
             )
 
+    def source_files(self) -> list[str]:
+        """Return the benchmark files: every supported file in `landing_dir`, else `files`."""
+        if not self.landing_dir:
+            return list(self.files)
+        folder = Path(self.landing_dir).expanduser()
+        if not folder.is_dir():
+            raise BenchmarkSourceError(
+                f"Benchmark landing folder {str(folder)!r} does not exist; create it and put "
+                "CSV, JSONL or Parquet benchmark files in it, or unset EVAL_PIPELINE_DATASET_DIR."
+            )
+        files = sorted(
+            str(path)
+            for path in folder.iterdir()
+            if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES
+        )
+        if not files:
+            raise BenchmarkSourceError(
+                f"Benchmark landing folder {str(folder)!r} contains no files ending in "
+                f"{sorted(SUPPORTED_SUFFIXES)}; add the benchmark files there."
+            )
+        return files
+
     def ingest(self) -> IngestionResult:
         self.validate_name()
         return ingest_files(
             self.name,
-            self.files,
+            self.source_files(),
             allowed_regions=self.allowed_regions,
             field_defaults=self.field_defaults,
         )
@@ -181,7 +207,9 @@ class BenchmarkDatasetResource(dg.ConfigurableResource):
     def current_version(self) -> str:
         """Return the content hash that Bronze records for the configured files."""
         self.validate_name()
-        return current_dataset_version(self.files, self.allowed_regions, self.field_defaults)
+        return current_dataset_version(
+            self.source_files(), self.allowed_regions, self.field_defaults
+        )
 
     @property
     def template(self) -> PromptTemplate:
@@ -207,6 +235,40 @@ class PromotionResource(dg.ConfigurableResource):
     challenger_alias: str = "challenger"
     champion_alias: str = "champion"
     require_approval: bool = False
+
+
+class AutomationResource(dg.ConfigurableResource):
+    """Which registered models the registry sensor and the nightly schedule watch.
+
+    With neither a list nor a tag, every registered model is watched.
+    """
+
+    watched_models: list[str] = Field(default_factory=list)
+    watch_tag: str = ""
+    """A `key=value` registered-model tag; models carrying it are watched too."""
+
+    def tag_filter(self) -> tuple[str, str] | None:
+        """Return the watch tag as (key, value), or None when no tag is configured."""
+        if not self.watch_tag:
+            return None
+        key, separator, value = self.watch_tag.partition("=")
+        if not separator or not key.strip():
+            raise ValueError(
+                f"Invalid watch tag {self.watch_tag!r} in EVAL_PIPELINE_WATCH_TAG: expected "
+                "key=value, for example 'eval_pipeline.watch=true'."
+            )
+        return key.strip(), value.strip()
+
+
+def sensor_interval_seconds(environ: dict[str, str] | None = None) -> int:
+    """Return the sensors' minimum interval between ticks (EVAL_PIPELINE_SENSOR_INTERVAL)."""
+    env = dict(os.environ if environ is None else environ)
+    seconds = _parse_int(env, "EVAL_PIPELINE_SENSOR_INTERVAL", "30")
+    if seconds < 1:
+        raise ValueError(
+            f"Invalid EVAL_PIPELINE_SENSOR_INTERVAL {seconds}: expected at least 1 second."
+        )
+    return seconds
 
 
 def packaged_benchmark_path() -> str:
@@ -276,6 +338,7 @@ def build_resources(environ: dict[str, str] | None = None) -> dict[str, dg.Confi
         "dataset": BenchmarkDatasetResource(
             name=env.get("EVAL_PIPELINE_DATASET_NAME", "regional_es"),
             files=dataset_files or [packaged_benchmark_path()],
+            landing_dir=env.get("EVAL_PIPELINE_DATASET_DIR", ""),
             allowed_regions=[r.upper() for r in regions] or list(SPANISH_SPEAKING_REGIONS),
             field_defaults=_parse_pairs(env.get("EVAL_PIPELINE_DATASET_DEFAULTS", "")),
             prompt_template=env.get("EVAL_PIPELINE_PROMPT_TEMPLATE", "define_term@1"),
@@ -286,5 +349,9 @@ def build_resources(environ: dict[str, str] | None = None) -> dict[str, dg.Confi
             challenger_alias=env.get("EVAL_PIPELINE_CHALLENGER_ALIAS", "challenger"),
             champion_alias=env.get("EVAL_PIPELINE_CHAMPION_ALIAS", "champion"),
             require_approval=_parse_bool(env.get("EVAL_PIPELINE_REQUIRE_APPROVAL", "false")),
+        ),
+        "automation": AutomationResource(
+            watched_models=_split_list(env.get("EVAL_PIPELINE_WATCHED_MODELS", "")),
+            watch_tag=env.get("EVAL_PIPELINE_WATCH_TAG", ""),
         ),
     }

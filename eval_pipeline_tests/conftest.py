@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -26,11 +27,24 @@ def spark_resource() -> SparkResource:
     return resource
 
 
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its schema created; creating one takes a few seconds."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def environ(tmp_path) -> dict[str, str]:
+def environ(tmp_path, empty_mlflow_db) -> dict[str, str]:
     """Environment for build_resources that keeps all state inside the test's temp folder."""
+    home = tmp_path / "home"
+    (home / "mlflow").mkdir(parents=True)
+    shutil.copyfile(empty_mlflow_db, home / "mlflow" / "mlflow.db")
     return {
-        "EVAL_PIPELINE_HOME": str(tmp_path / "home"),
+        "EVAL_PIPELINE_HOME": str(home),
         "EVAL_PIPELINE_JARS_DIR": jars_dir(),
     }
 

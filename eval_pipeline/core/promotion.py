@@ -171,3 +171,34 @@ def rollback(settings: MlflowSettings, name: str, champion_alias: str = "champio
     _tag(settings, ModelVersionRef(name, current), OUTCOME_TAG, "rolled_back")
     logger.info("Rolled back %s %s from version %s to %s", name, champion_alias, current, previous)
     return current, previous
+
+
+REGRESSION_TAG_PREFIX = f"{TAG_PREFIX}.regression"
+
+
+def record_regression(
+    settings: MlflowSettings,
+    ref: ModelVersionRef,
+    decision: dict,
+    *,
+    trigger: str,
+    evaluation_run_id: str,
+) -> dict[str, str]:
+    """Tag a re-evaluated version (a nightly run or a dataset change) with its gate outcome.
+
+    Aliases are left alone: a champion that fails a re-check keeps serving until someone rolls
+    back or promotes another version, and the tags say that it failed, when and why.
+    """
+    tags = {
+        "outcome": decision["outcome"],
+        "decision_id": decision["decision_id"],
+        "dataset_version": decision["dataset_version"],
+        "failed_gates": ",".join(json.loads(decision["failed_gates"])) or "none",
+        "trigger": trigger,
+        "dagster_run_id": evaluation_run_id,
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    for key, value in tags.items():
+        _tag(settings, ref, f"{REGRESSION_TAG_PREFIX}.{key}", value)
+    logger.info("Recorded %s re-check of %s: %s", trigger, ref.uri, decision["outcome"])
+    return tags

@@ -27,6 +27,7 @@ from eval_pipeline.core.demo_models import (
     build_glossary,
 )
 from eval_pipeline.core.partition_keys import ModelVersionRef
+from eval_pipeline.core.watch import RegisteredVersion
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,50 @@ def list_model_versions(
         for version in _all_pages(client.search_model_versions, filter_string=_name_filter(name)):
             refs.append(ModelVersionRef(version.name, str(version.version)))
     return sorted(refs, key=lambda ref: (ref.name, int(ref.version)))
+
+
+def _tag_filter(key: str, value: str) -> str:
+    if "`" in key or "'" in value:
+        raise ValueError(
+            f"Watch tag {key}={value} cannot be expressed as an MLflow search filter: the key "
+            "must not contain a backtick and the value must not contain a single quote."
+        )
+    return f"tags.`{key}` = '{value}'"
+
+
+def watched_model_names(
+    settings: MlflowSettings, names: Sequence[str] = (), tag: tuple[str, str] | None = None
+) -> list[str]:
+    """Return the registered models to watch: `names` that exist plus those carrying `tag`.
+
+    With no names and no tag every registered model is watched. A listed name that is not
+    registered yet is left out, so a sensor can watch a model before its first version exists.
+    """
+    client = settings.client()
+    if not names and tag is None:
+        return sorted(model.name for model in _all_pages(client.search_registered_models))
+    watched = set()
+    if tag is not None:
+        models = _all_pages(client.search_registered_models, filter_string=_tag_filter(*tag))
+        watched.update(model.name for model in models)
+    for name in names:
+        if _all_pages(client.search_registered_models, filter_string=_name_filter(name)):
+            watched.add(name)
+    return sorted(watched)
+
+
+def list_registered_versions(
+    settings: MlflowSettings, names: Iterable[str]
+) -> list[RegisteredVersion]:
+    """Return every version of `names` with its registration status, oldest first."""
+    client = settings.client()
+    listed = []
+    for name in names:
+        for version in _all_pages(client.search_model_versions, filter_string=_name_filter(name)):
+            listed.append(
+                RegisteredVersion(version.name, int(version.version), str(version.status))
+            )
+    return sorted(listed, key=lambda item: (item.name, item.version))
 
 
 def register_pyfunc_model(

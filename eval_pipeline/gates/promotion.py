@@ -1,5 +1,7 @@
 """The promotion job: acts on a version's gate decision in the MLflow registry."""
 
+import json
+
 import dagster as dg
 
 from eval_pipeline.core.partition_keys import decode_partition_key
@@ -8,8 +10,10 @@ from eval_pipeline.core.promotion import (
     alias_version,
     apply_decision,
     check_decision_is_current,
+    record_regression,
 )
 from eval_pipeline.gates.decisions import read_decision
+from eval_pipeline.jobs import EVALUATION_RUN_TAG, TRIGGER_TAG
 from eval_pipeline.partitions import model_versions_partitions
 from eval_pipeline.resources import (
     BenchmarkDatasetResource,
@@ -77,3 +81,50 @@ def promote_model_version(
 def promotion_job():
     """Promote or block one model version (partition) according to its stored gate decision."""
     promote_model_version()
+
+
+@dg.op(tags={"kind": "mlflow"})
+def record_regression_result(
+    context: dg.OpExecutionContext,
+    spark: SparkResource,
+    lakehouse: LakehouseResource,
+    mlflow: MlflowResource,
+    dataset: BenchmarkDatasetResource,
+) -> dg.Output:
+    """Tag a re-evaluated version with the outcome of its latest gate decision.
+
+    Used after nightly and dataset-change re-evaluations of a champion; aliases do not move.
+    """
+    ref = decode_partition_key(context.partition_key)
+    decision = read_decision(spark.get_session(), lakehouse, dataset.name, context.partition_key)
+    if decision is None:
+        raise dg.Failure(
+            description=f"No gate decision exists for {ref.uri} on dataset {dataset.name!r}; "
+            "run model_evaluation_job for this partition first."
+        )
+    trigger = context.run.tags.get(TRIGGER_TAG, "manual")
+    evaluation_run_id = context.run.tags.get(EVALUATION_RUN_TAG, decision["dagster_run_id"])
+    tags = record_regression(
+        mlflow.settings, ref, decision, trigger=trigger, evaluation_run_id=evaluation_run_id
+    )
+    if decision["outcome"] != "pass":
+        context.log.warning(
+            "%s failed its %s re-check: %s",
+            ref.uri,
+            trigger,
+            "; ".join(json.loads(decision["reasons"])),
+        )
+    return dg.Output(
+        decision["outcome"],
+        metadata={
+            "model_name": ref.name,
+            "model_version": ref.version,
+            **{f"regression_{key}": value for key, value in tags.items()},
+        },
+    )
+
+
+@dg.job(partitions_def=model_versions_partitions, tags={"eval_pipeline/kind": "regression"})
+def regression_record_job():
+    """Record a re-evaluated version's gate outcome on its registry tags, without promoting."""
+    record_regression_result()
