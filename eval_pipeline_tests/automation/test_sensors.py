@@ -153,7 +153,7 @@ def test_registry_sensor_skips_deleted_version(instance, resources, client):
     client.delete_model_version(MODEL, "2")
     report_silver(instance, resources)
 
-    result, context = tick(instance, resources)
+    result, _context = tick(instance, resources)
 
     assert requested_keys(result) == [
         ModelVersionRef(MODEL, "1").partition_key,
@@ -268,7 +268,9 @@ def test_dataset_sensor_names_empty_landing_folder(instance, environ, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     resources = build_resources({**environ, "EVAL_PIPELINE_DATASET_DIR": str(empty)})
-    result = benchmark_dataset_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    result = benchmark_dataset_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources)
+    )
     assert isinstance(result, dg.SkipReason)
     assert str(empty) in result.skip_message
     assert "contains no files" in result.skip_message

@@ -12,6 +12,7 @@ from eval_pipeline.core.promotion import (
     apply_decision,
     check_decision_is_current,
     record_approval,
+    record_regression,
     rollback,
 )
 from eval_pipeline.core.registry import MlflowSettings, register_pyfunc_model
@@ -139,3 +140,24 @@ def test_current_decision_accepted():
     ref = ModelVersionRef(MODEL, "3")
     check_decision_is_current(decision(champion="2"), ref, "v1", "p1", "2")
     check_decision_is_current(decision(), ref, "v1", "p1", "3")
+
+
+def test_record_regression_tags_without_moving_aliases(settings, model_name):
+    (ref,) = versions(settings, model_name, 1)
+    apply_decision(settings, ref, decision())
+    failed = {
+        **decision("fail", "d2", reasons=["region_minimum: SV below 0.7"]),
+        "failed_gates": json.dumps(["region_minimum"]),
+    }
+
+    tags = record_regression(settings, ref, failed, trigger="nightly", evaluation_run_id="r-1")
+
+    stored = settings.client().get_model_version(model_name, ref.version).tags
+    assert stored["eval_pipeline.regression.outcome"] == "fail"
+    assert stored["eval_pipeline.regression.failed_gates"] == "region_minimum"
+    assert stored["eval_pipeline.regression.trigger"] == "nightly"
+    assert stored["eval_pipeline.regression.dagster_run_id"] == "r-1"
+    assert stored["eval_pipeline.regression.dataset_version"] == "v1"
+    assert tags["decision_id"] == "d2"
+    assert alias_version(settings, model_name, "champion") == ref.version
+    assert stored[OUTCOME_TAG] == "promoted"
