@@ -14,14 +14,27 @@ from eval_pipeline.gates.promotion import promotion_job, regression_record_job
 from eval_pipeline.ingestion.assets import benchmark_bronze
 from eval_pipeline.items.assets import evaluation_items
 from eval_pipeline.jobs import benchmark_refresh_job, model_evaluation_job
+from eval_pipeline.monitoring.definitions import MONITORING_ASSETS, MONITORING_JOBS
 from eval_pipeline.resources import build_resources
 from eval_pipeline.results.assets import evaluation_summary, item_results
 
 # The in-process executor runs a job's steps in one process, so they share one SparkSession
 # instead of starting a JVM per step (about 6 s each on two cores).
 defs = dg.Definitions(
-    assets=[benchmark_bronze, evaluation_items, item_results, evaluation_summary],
-    jobs=[benchmark_refresh_job, model_evaluation_job, promotion_job, regression_record_job],
+    assets=[
+        benchmark_bronze,
+        evaluation_items,
+        item_results,
+        evaluation_summary,
+        *MONITORING_ASSETS,
+    ],
+    jobs=[
+        benchmark_refresh_job,
+        model_evaluation_job,
+        promotion_job,
+        regression_record_job,
+        *MONITORING_JOBS,
+    ],
     sensors=[
         model_registry_sensor,
         benchmark_dataset_sensor,

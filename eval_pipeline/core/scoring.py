@@ -154,6 +154,12 @@ class SemanticScorer:
             raise ValueError(f"invalid threads {threads!r}: expected an integer >= 1")
         self.threads = threads
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Return one float64 row of USE embeddings per text, each text embedded as given."""
+        if len(texts) == 0:
+            return np.zeros((0, 0), dtype=np.float64)
+        return np.asarray(_load_model(self.threads).encode(list(texts)), dtype=np.float64)
+
     def similarity(
         self, predictions: Sequence[str | None], references: Sequence[str]
     ) -> np.ndarray:
