@@ -28,6 +28,7 @@ from eval_pipeline.core.ingest import (
     current_dataset_version,
     ingest_files,
 )
+from eval_pipeline.core.monitoring_policy import LoadedMonitoringPolicy, load_monitoring_policy
 from eval_pipeline.core.noise import DEFAULT_NOISE_SPECS, NoiseSpec
 from eval_pipeline.core.policy import LoadedPolicy, load_policy
 from eval_pipeline.core.prompts import PromptTemplate, get_template
@@ -66,24 +67,78 @@ def delta_jar_paths(jars_dir: str | Path) -> list[Path]:
     return paths
 
 
-class SparkResource(dg.ConfigurableResource):
-    """A Spark session with Delta Lake, in local mode by default or on a cluster by master URL.
+class SparkConnectUnavailableError(RuntimeError):
+    """Raised when a Spark Connect address is configured but its client packages are missing."""
 
-    The Delta jars come from `jars_dir`, filled by the setup step, so starting a session never
-    resolves packages over the network.
+
+# MLflow reads credentials for an authenticated tracking server from these variables. They are
+# copied from the driver's environment to the executors when the session starts, so they never
+# appear in the resource configuration that the Dagster UI shows. Spark's UI redacts the values
+# of the password and token variables (its default spark.redaction.regex matches them).
+MLFLOW_CREDENTIAL_VARIABLES = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH",
+)
+
+
+class SparkResource(dg.ConfigurableResource):
+    """A Spark session with Delta Lake: local mode, a cluster by master URL, or Spark Connect.
+
+    With `master` (default `local[2]`) this process is the Spark driver. The Delta jars come
+    from `jars_dir`, filled by the setup step, so starting a session never resolves packages
+    over the network, and the driver ships them to a cluster's executors. With `remote` (a
+    `sc://host:port` address) the session is a Spark Connect client, and the server must
+    already have Delta Lake and this package installed.
     """
 
     master: str = "local[2]"
+    remote: str = ""
+    """Spark Connect address such as `sc://spark-connect:15002`, used instead of `master`."""
     jars_dir: str
     app_name: str = "eval_pipeline"
     driver_memory: str = "2g"
+    driver_host: str = ""
+    """Address the executors use to reach the driver (127.0.0.1 in local mode when empty)."""
+    executor_memory: str = ""
+    """Heap of each executor, such as `2g`. Empty keeps the cluster's default."""
+    executor_cores: int = 0
+    """Cores of each executor. 0 keeps the cluster's default."""
+    cores_max: int = 0
+    """Cores a run may take from a standalone cluster. 0 takes every core it is offered."""
+    python_executable: str = ""
+    """Interpreter of the executors' Python workers. Empty uses this process's interpreter."""
+    executor_env: dict[str, str] = Field(default_factory=dict)
+    """Environment variables set on every executor and its Python workers."""
     shuffle_partitions: int = 4
     ui_enabled: bool = False
     extra_config: dict[str, str] = Field(default_factory=dict)
 
     _session: Any = PrivateAttr(default=None)
 
+    @property
+    def is_local(self) -> bool:
+        return not self.remote and self.master.startswith("local")
+
+    def runtime_config(self) -> dict[str, str]:
+        """Return the SQL settings that a session can change after it starts."""
+        return {
+            "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.execution.arrow.pyspark.enabled": "true",
+        }
+
+    def executor_environment(self) -> dict[str, str]:
+        """Return `executor_env` plus the MLflow credentials set in this process."""
+        credentials = {
+            name: os.environ[name] for name in MLFLOW_CREDENTIAL_VARIABLES if name in os.environ
+        }
+        return {**credentials, **self.executor_env}
+
     def spark_config(self) -> dict[str, str]:
+        """Return the configuration of a session whose driver runs in this process."""
         jars = ",".join(str(path) for path in delta_jar_paths(self.jars_dir))
         config = {
             "spark.master": self.master,
@@ -92,32 +147,69 @@ class SparkResource(dg.ConfigurableResource):
             "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
             "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
             "spark.driver.memory": self.driver_memory,
-            "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
-            "spark.sql.session.timeZone": "UTC",
-            "spark.sql.execution.arrow.pyspark.enabled": "true",
+            **self.runtime_config(),
             "spark.ui.enabled": str(self.ui_enabled).lower(),
             "spark.ui.showConsoleProgress": "false",
         }
-        if self.master.startswith("local"):
+        if self.is_local:
             # Local mode binds the driver to loopback only; Spark's default is every interface.
             config["spark.driver.bindAddress"] = "127.0.0.1"
             config["spark.driver.host"] = "127.0.0.1"
+        if self.driver_host:
+            # Spark binds the driver to spark.driver.host unless spark.driver.bindAddress is set.
+            config["spark.driver.host"] = self.driver_host
+        if self.executor_memory:
+            config["spark.executor.memory"] = self.executor_memory
+        if self.executor_cores:
+            config["spark.executor.cores"] = str(self.executor_cores)
+        if self.cores_max:
+            config["spark.cores.max"] = str(self.cores_max)
+        for name, value in self.executor_environment().items():
+            config[f"spark.executorEnv.{name}"] = value
         return {**config, **self.extra_config}
 
     def get_session(self):
-        """Return the process-wide session, creating it on first use (about 6 s)."""
+        """Return the process-wide session, creating it on first use (about 6 s locally)."""
         if self._session is None:
-            if self.master.startswith("local"):
-                # Without it Spark binds its block manager to the first non-loopback address.
-                os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-            # Spark starts Python workers with PYSPARK_PYTHON only; without it they run a
-            # different interpreter that lacks pandas and this package.
-            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-            os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-            spark = LazyPySparkResource(spark_config=self.spark_config()).spark_session
-            spark.sparkContext.setLogLevel("WARN")
-            self._session = spark
+            self._session = self._connect() if self.remote else self._start_driver()
         return self._session
+
+    def _start_driver(self):
+        # Without SPARK_LOCAL_IP, Spark resolves this host's address itself and, when the host
+        # name maps to loopback, picks the first non-loopback interface instead.
+        if self.is_local:
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        elif self.driver_host:
+            os.environ.setdefault("SPARK_LOCAL_IP", self.driver_host)
+        # PySpark sends the PYSPARK_PYTHON path with every Python function, and executors
+        # start their Python workers with it, so on a cluster it must exist on every worker.
+        # Without it they run `python3`, which lacks pandas and this package.
+        if self.python_executable:
+            os.environ["PYSPARK_PYTHON"] = self.python_executable
+        else:
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        spark = LazyPySparkResource(spark_config=self.spark_config()).spark_session
+        spark.sparkContext.setLogLevel("WARN")
+        return spark
+
+    def _connect(self):
+        from pyspark.sql import SparkSession
+        from pyspark.sql.connect.utils import check_dependencies
+
+        try:
+            check_dependencies("pyspark.sql.connect.session")
+        except ImportError as error:
+            raise SparkConnectUnavailableError(
+                f"Spark Connect address {self.remote!r} is configured, but the Spark Connect "
+                f"client cannot load: {error}. Install grpcio-status and "
+                "googleapis-common-protos (they are not in requirements.lock), or unset "
+                "EVAL_PIPELINE_SPARK_REMOTE to start a driver in this process."
+            ) from error
+        builder = SparkSession.builder.remote(self.remote).appName(self.app_name)
+        for key, value in self.runtime_config().items():
+            builder = builder.config(key, value)
+        return builder.getOrCreate()
 
 
 class LakehouseResource(dg.ConfigurableResource):
@@ -237,6 +329,20 @@ class PromotionResource(dg.ConfigurableResource):
     require_approval: bool = False
 
 
+class MonitoringResource(dg.ConfigurableResource):
+    """Where production request logs land, the monitoring policy, and the dashboard folder."""
+
+    traffic_dir: str
+    """Landing folder of request logs, one `<YYYY-MM-DD>` sub-folder per request date."""
+    trace_experiment: str = ""
+    """MLflow experiment whose traces the served model logs; empty reads no traces."""
+    policy_path: str = "monitoring_policy.yaml"
+    dashboard_dir: str
+
+    def load_policy(self) -> LoadedMonitoringPolicy:
+        return load_monitoring_policy(self.policy_path)
+
+
 class AutomationResource(dg.ConfigurableResource):
     """Which registered models the registry sensor and the nightly schedule watch.
 
@@ -311,6 +417,40 @@ def _parse_bool(value: str) -> bool:
     )
 
 
+def _parse_count(env: dict[str, str], name: str) -> int:
+    count = _parse_int(env, name, "0")
+    if count < 0:
+        raise ValueError(f"Invalid {name} {count}: expected 0 (the cluster's default) or more.")
+    return count
+
+
+def spark_resource_from_env(env: dict[str, str], home: Path, tracking_uri: str) -> SparkResource:
+    """Return the Spark resource configured by the EVAL_PIPELINE_SPARK_* variables."""
+    master = env.get("EVAL_PIPELINE_SPARK_MASTER", "")
+    remote = env.get("EVAL_PIPELINE_SPARK_REMOTE", "")
+    if master and remote:
+        raise ValueError(
+            f"Both EVAL_PIPELINE_SPARK_MASTER ({master!r}) and EVAL_PIPELINE_SPARK_REMOTE "
+            f"({remote!r}) are set; set the master URL to run the driver here, or the Spark "
+            "Connect address to use a remote driver, not both."
+        )
+    registry_uri = env.get("MLFLOW_REGISTRY_URI", "") or tracking_uri
+    return SparkResource(
+        master=master or "local[2]",
+        remote=remote,
+        jars_dir=env.get("EVAL_PIPELINE_JARS_DIR", str(home / "jars")),
+        driver_memory=env.get("EVAL_PIPELINE_SPARK_DRIVER_MEMORY", "2g"),
+        driver_host=env.get("EVAL_PIPELINE_SPARK_DRIVER_HOST", ""),
+        executor_memory=env.get("EVAL_PIPELINE_SPARK_EXECUTOR_MEMORY", ""),
+        executor_cores=_parse_count(env, "EVAL_PIPELINE_SPARK_EXECUTOR_CORES"),
+        cores_max=_parse_count(env, "EVAL_PIPELINE_SPARK_CORES_MAX"),
+        python_executable=env.get("EVAL_PIPELINE_SPARK_PYTHON", ""),
+        # The inference closure carries both URIs already; the variables also reach model code
+        # that calls MLflow itself on an executor.
+        executor_env={"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": registry_uri},
+    )
+
+
 def build_resources(environ: dict[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
     """Return the resources configured from environment variables, with embedded defaults."""
     env = dict(os.environ if environ is None else environ)
@@ -319,11 +459,7 @@ def build_resources(environ: dict[str, str] | None = None) -> dict[str, dg.Confi
     dataset_files = _split_list(env.get("EVAL_PIPELINE_DATASET_FILES", ""))
     regions = _split_list(env.get("EVAL_PIPELINE_DATASET_REGIONS", ""))
     return {
-        "spark": SparkResource(
-            master=env.get("EVAL_PIPELINE_SPARK_MASTER", "local[2]"),
-            jars_dir=env.get("EVAL_PIPELINE_JARS_DIR", str(home / "jars")),
-            driver_memory=env.get("EVAL_PIPELINE_SPARK_DRIVER_MEMORY", "2g"),
-        ),
+        "spark": spark_resource_from_env(env, home, tracking_uri),
         "lakehouse": LakehouseResource(
             root=env.get("EVAL_PIPELINE_LAKEHOUSE", str(home / "lakehouse"))
         ),
@@ -349,6 +485,12 @@ def build_resources(environ: dict[str, str] | None = None) -> dict[str, dg.Confi
             challenger_alias=env.get("EVAL_PIPELINE_CHALLENGER_ALIAS", "challenger"),
             champion_alias=env.get("EVAL_PIPELINE_CHAMPION_ALIAS", "champion"),
             require_approval=_parse_bool(env.get("EVAL_PIPELINE_REQUIRE_APPROVAL", "false")),
+        ),
+        "monitoring": MonitoringResource(
+            traffic_dir=env.get("EVAL_PIPELINE_TRAFFIC_DIR", str(home / "traffic")),
+            trace_experiment=env.get("EVAL_PIPELINE_TRACE_EXPERIMENT", ""),
+            policy_path=env.get("EVAL_PIPELINE_MONITORING_POLICY", "monitoring_policy.yaml"),
+            dashboard_dir=env.get("EVAL_PIPELINE_DASHBOARD_DIR", str(home / "dashboard")),
         ),
         "automation": AutomationResource(
             watched_models=_split_list(env.get("EVAL_PIPELINE_WATCHED_MODELS", "")),

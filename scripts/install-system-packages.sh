@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Install the Debian packages that the browser and production-stack tests start: Chromium with
-# its driver, and the PostgreSQL server. Packages already present are left alone.
+# its driver, and the PostgreSQL server. Packages already present are left alone. Arguments
+# (`chromium`, `postgresql`) limit the check to those packages.
 set -euo pipefail
 
+wanted=" ${*:-chromium postgresql} "
 missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [[ $wanted == *" chromium "* ]]; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+fi
+if [[ $wanted == *" postgresql "* ]]; then
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
