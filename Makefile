@@ -11,8 +11,10 @@ export DAGSTER_DISABLE_TELEMETRY ?= true
 MLFLOW_DB := $(EVAL_PIPELINE_HOME)/mlflow/mlflow.db
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
+DASHBOARD_PORT ?= 8050
 
-.PHONY: setup system-packages demo test test-fast lint ui mlflow-ui benchmark clean
+.PHONY: setup system-packages demo monitoring-demo dashboard test test-fast lint ui mlflow-ui \
+    benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +27,17 @@ setup: $(BIN)/python
 	mkdir -p $(DAGSTER_HOME) $(EVAL_PIPELINE_HOME)/mlflow
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/eval-pipeline fetch-jars
+	$(BIN)/eval-pipeline init
 
 demo: setup
 	$(BIN)/eval-pipeline demo
+
+# A week of synthetic traffic whose inputs drift from day 5, monitored day by day.
+monitoring-demo: setup
+	$(BIN)/eval-pipeline monitoring-demo
+
+dashboard: setup
+	$(BIN)/eval-pipeline dashboard --port $(DASHBOARD_PORT)
 
 # Chromium and PostgreSQL are started by the slow browser and production-stack tests.
 system-packages:

@@ -14,6 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eval_pipeline.automation.webserver import DEFAULT_WEBSERVER_URL
+from eval_pipeline.monitoring.cli import (
+    MONITORING_COMMANDS,
+    add_monitoring_commands,
+    run_monitoring_command,
+)
 
 logger = logging.getLogger("eval_pipeline.cli")
 
@@ -254,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     jars.add_argument("--jars-dir", type=Path, help="target folder (default: <home>/jars)")
 
     commands.add_parser("register-demo-models", help="register the demo models in MLflow")
+    commands.add_parser(
+        "init", help="create the MLflow store and the Dagster instance storage if missing"
+    )
 
     evaluate = commands.add_parser("evaluate", help="evaluate registered model versions")
     evaluate.add_argument("--model", action="append", help="registered model name (repeatable)")
@@ -326,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--timeout", type=float, default=3600, help="seconds --wait waits (default: 3600)"
     )
 
+    add_monitoring_commands(commands)
+
     report = commands.add_parser("report", help="print the stored report of model versions")
     report.add_argument("--model", action="append", help="registered model name (repeatable)")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -355,6 +365,8 @@ def _run(args: argparse.Namespace) -> int:
     from eval_pipeline.definitions import defs
 
     settings = defs.resources["mlflow"].settings
+    if args.command == "init":
+        return _init_stores(settings)
     if args.command == "register-demo-models":
         for ref in register_demo(defs):
             print(f"{ref.uri}  partition {ref.partition_key}")
@@ -362,6 +374,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command in ("gate", "promote", "approve", "rollback", "evidence"):
         return _run_gate_command(args, defs)
+
+    if args.command in MONITORING_COMMANDS:
+        return run_monitoring_command(args, defs)
 
     if args.command == "backfill":
         return _run_backfill(args, defs)
@@ -403,6 +418,18 @@ def _run(args: argparse.Namespace) -> int:
         evaluate_versions(defs, refs, verbose=args.verbose)
 
     return _print_report(defs, refs, args.json)
+
+
+def _init_stores(settings) -> int:
+    """Create the embedded stores once, before several processes could race to create them."""
+    from dagster import DagsterInstance
+
+    settings.client().search_experiments(max_results=1)
+    _ensure_dagster_home()
+    with DagsterInstance.get() as instance:
+        instance.get_runs(limit=1)
+    print(f"MLflow store {settings.tracking_uri} and Dagster instance {instance.root_directory}")
+    return EXIT_OK
 
 
 def _run_backfill(args: argparse.Namespace, defs) -> int:

@@ -129,3 +129,44 @@ def test_gate_exit_codes_and_promotion(cli_env, tmp_path):
     rollback = run_cli(["rollback", "--model", "regional-explainer"], cli_env)
     assert rollback.returncode == 2
     assert "no previous champion" in rollback.stderr
+
+
+def test_init_creates_stores(cli_env, tmp_path):
+    completed = run_cli(["init"], cli_env)
+    assert completed.returncode == 0, completed.stderr
+    assert (tmp_path / "home" / "mlflow" / "mlflow.db").is_file()
+    assert (tmp_path / "dagster" / "dagster.yaml").is_file()
+    assert (tmp_path / "dagster" / "history").is_dir()
+
+
+def test_backfill_without_webserver_exits_2(cli_env):
+    from mlflow.tracking import MlflowClient
+
+    tracking_uri = f"sqlite:///{cli_env['EVAL_PIPELINE_HOME']}/mlflow/mlflow.db"
+    assert run_cli(["init"], cli_env).returncode == 0
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client.create_registered_model("backfilled")
+    client.create_model_version("backfilled", source="file:///models/stand-in")
+
+    completed = run_cli(
+        ["backfill", "--model", "backfilled", "--webserver", "http://127.0.0.1:9"], cli_env
+    )
+
+    assert completed.returncode == 2
+    assert "No Dagster webserver answers at http://127.0.0.1:9" in completed.stderr
+    assert "--in-process" in completed.stderr
+
+
+def test_backfill_rejects_malformed_versions(cli_env):
+    from mlflow.tracking import MlflowClient
+
+    tracking_uri = f"sqlite:///{cli_env['EVAL_PIPELINE_HOME']}/mlflow/mlflow.db"
+    assert run_cli(["init"], cli_env).returncode == 0
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client.create_registered_model("backfilled")
+    client.create_model_version("backfilled", source="file:///models/stand-in")
+
+    completed = run_cli(["backfill", "--model", "backfilled", "--versions", "1-x"], cli_env)
+
+    assert completed.returncode == 2
+    assert "Invalid version selection '1-x'" in completed.stderr

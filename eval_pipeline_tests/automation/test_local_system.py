@@ -270,9 +270,16 @@ def test_ui_renders_asset_graph_and_partitions(system, tmp_path_factory):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         try:
-            page.goto(f"{system.url}/asset-groups", wait_until="networkidle")
-            page.get_by_text("item_results").first.wait_for(timeout=60_000)
-            page.get_by_text("evaluation_items").first.wait_for(timeout=60_000)
+            page.goto(
+                f"{system.url}/locations/eval_pipeline/asset-groups/gold",
+                wait_until="networkidle",
+            )
+            # A fresh instance greets the first visitor with a newsletter dialog over the graph.
+            skip = page.get_by_role("button", name="Skip")
+            if skip.count():
+                skip.click()
+            for asset in ("item_results", "eval_summary", "robustness_gaps", "gate_decisions"):
+                page.get_by_text(asset, exact=True).first.wait_for(timeout=60_000)
             page.screenshot(path=str(shots / "asset-graph.png"))
 
             page.goto(
