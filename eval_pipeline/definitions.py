@@ -14,7 +14,11 @@ from eval_pipeline.gates.promotion import promotion_job, regression_record_job
 from eval_pipeline.ingestion.assets import benchmark_bronze
 from eval_pipeline.items.assets import evaluation_items
 from eval_pipeline.jobs import benchmark_refresh_job, model_evaluation_job
-from eval_pipeline.monitoring.definitions import MONITORING_ASSETS, MONITORING_JOBS
+from eval_pipeline.monitoring.definitions import (
+    MONITORING_ASSETS,
+    MONITORING_JOBS,
+    MONITORING_SCHEDULES,
+)
 from eval_pipeline.resources import build_resources
 from eval_pipeline.results.assets import evaluation_summary, item_results
 
@@ -42,7 +46,7 @@ defs = dg.Definitions(
         promote_after_evaluation,
         promote_after_failed_evaluation,
     ],
-    schedules=[nightly_champion_regression],
+    schedules=[nightly_champion_regression, *MONITORING_SCHEDULES],
     resources=build_resources(),
     executor=dg.in_process_executor,
 )

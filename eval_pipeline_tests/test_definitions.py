@@ -51,6 +51,30 @@ def test_jobs_resolve():
         assert defs.resolve_job_def(name).name == name
 
 
+def test_automation_is_defined():
+    repository = defs.get_repository_def()
+    sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
+    schedules = {schedule.name: schedule for schedule in repository.schedule_defs}
+    assert set(sensors) >= {
+        "model_registry_sensor",
+        "benchmark_dataset_sensor",
+        "evaluate_champions_after_refresh",
+        "promote_after_evaluation",
+        "promote_after_failed_evaluation",
+    }
+    assert sensors["model_registry_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
+    nightly = schedules["nightly_champion_regression"]
+    assert nightly.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert nightly.execution_timezone == "UTC"
+    daily = schedules["daily_monitoring_job_schedule"]
+    assert daily.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_evaluation_runs_are_queued_one_at_a_time():
+    for name in ("benchmark_refresh_job", "model_evaluation_job", "daily_monitoring_job"):
+        assert defs.resolve_job_def(name).tags["eval_pipeline/engine"] == "spark"
+
+
 def test_evaluation_job_runs_gate_checks():
     job = defs.resolve_job_def("model_evaluation_job")
     keys = job.asset_layer.asset_graph.asset_check_keys

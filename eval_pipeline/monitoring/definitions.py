@@ -8,6 +8,7 @@ from eval_pipeline.monitoring.jobs import (
     monitoring_reference_job,
 )
 from eval_pipeline.monitoring.report import governance_dashboard
+from eval_pipeline.monitoring.schedules import daily_monitoring_schedule
 
 MONITORING_ASSETS = [
     inference_bronze,
@@ -18,3 +19,4 @@ MONITORING_ASSETS = [
     governance_dashboard,
 ]
 MONITORING_JOBS = [monitoring_reference_job, daily_monitoring_job, dashboard_job]
+MONITORING_SCHEDULES = [daily_monitoring_schedule]
