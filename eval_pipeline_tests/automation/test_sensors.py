@@ -68,8 +68,21 @@ def report_silver(instance, resources) -> str:
 
 
 def tick(instance, resources, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-    return model_registry_sensor(context), context
+    """Evaluate the registry sensor once; the context is closed before the instance is."""
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        return model_registry_sensor(context), context
+
+
+def dataset_tick(instance, resources, cursor=None):
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        return benchmark_dataset_sensor(context)
+
+
+def nightly_tick(instance, resources):
+    with dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=NIGHT, resources=resources
+    ) as context:
+        return nightly_champion_regression(context)
 
 
 def requested_keys(result) -> list[str]:
@@ -225,22 +238,17 @@ def test_registry_sensor_skip_reason_names_empty_registry(instance, resources):
 
 
 def test_dataset_sensor_requests_refresh_for_new_and_changed_files(instance, resources, landing):
-    context = dg.build_sensor_context(instance=instance, resources=resources)
-    first = benchmark_dataset_sensor(context)
+    first = dataset_tick(instance, resources)
     assert isinstance(first, dg.RunRequest)
     version = resources["dataset"].current_version()
     assert first.run_key == f"refresh@{resources['dataset'].name}:{version}"
 
-    again = benchmark_dataset_sensor(
-        dg.build_sensor_context(instance=instance, resources=resources, cursor=version)
-    )
+    again = dataset_tick(instance, resources, cursor=version)
     assert isinstance(again, dg.SkipReason)
     assert "already requested" in again.skip_message
 
     report_silver(instance, resources)
-    current = benchmark_dataset_sensor(
-        dg.build_sensor_context(instance=instance, resources=resources, cursor=version)
-    )
+    current = dataset_tick(instance, resources, cursor=version)
     assert "already holds" in current.skip_message
 
     (landing / "extra.jsonl").write_text(
@@ -257,9 +265,7 @@ def test_dataset_sensor_requests_refresh_for_new_and_changed_files(instance, res
         + "\n",
         encoding="utf-8",
     )
-    changed = benchmark_dataset_sensor(
-        dg.build_sensor_context(instance=instance, resources=resources, cursor=version)
-    )
+    changed = dataset_tick(instance, resources, cursor=version)
     assert isinstance(changed, dg.RunRequest)
     assert changed.run_key != first.run_key
 
@@ -268,9 +274,7 @@ def test_dataset_sensor_names_empty_landing_folder(instance, environ, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     resources = build_resources({**environ, "EVAL_PIPELINE_DATASET_DIR": str(empty)})
-    result = benchmark_dataset_sensor(
-        dg.build_sensor_context(instance=instance, resources=resources)
-    )
+    result = dataset_tick(instance, resources)
     assert isinstance(result, dg.SkipReason)
     assert str(empty) in result.skip_message
     assert "contains no files" in result.skip_message
@@ -337,10 +341,7 @@ def test_nightly_schedule_requests_each_champion(instance, resources, client):
     register(client, "no-champion", 1)
     client.set_registered_model_alias(MODEL, "champion", "2")
     report_silver(instance, resources)
-    context = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=NIGHT, resources=resources
-    )
-    result = nightly_champion_regression(context)
+    result = nightly_tick(instance, resources)
 
     assert [request.partition_key for request in result] == [
         ModelVersionRef(MODEL, "2").partition_key
@@ -352,10 +353,7 @@ def test_nightly_schedule_requests_each_champion(instance, resources, client):
 def test_nightly_schedule_skips_without_champion(instance, resources, client):
     register(client, MODEL, 1)
     report_silver(instance, resources)
-    context = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=NIGHT, resources=resources
-    )
-    result = nightly_champion_regression(context)
+    result = nightly_tick(instance, resources)
     assert isinstance(result, dg.SkipReason)
     assert "'champion' alias" in result.skip_message
 
@@ -363,10 +361,7 @@ def test_nightly_schedule_skips_without_champion(instance, resources, client):
 def test_nightly_schedule_waits_for_current_silver(instance, resources, client):
     register(client, MODEL, 1)
     client.set_registered_model_alias(MODEL, "champion", "1")
-    context = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=NIGHT, resources=resources
-    )
-    result = nightly_champion_regression(context)
+    result = nightly_tick(instance, resources)
     assert isinstance(result, dg.SkipReason)
     assert "Silver holds nothing yet" in result.skip_message
 
@@ -374,14 +369,14 @@ def test_nightly_schedule_waits_for_current_silver(instance, resources, client):
 def test_refresh_sensor_skips_without_champion(instance, resources, client):
     register(client, MODEL, 1)
     finished = _noop_job.execute_in_process(instance=instance)
-    context = dg.build_run_status_sensor_context(
+    with dg.build_run_status_sensor_context(
         sensor_name=evaluate_champions_after_refresh.name,
         dagster_instance=instance,
         dagster_run=finished.dagster_run,
         dagster_event=finished.get_run_success_event(),
         resources=resources,
-    )
-    result = evaluate_champions_after_refresh(context)
+    ) as context:
+        result = evaluate_champions_after_refresh(context)
     assert isinstance(result, dg.SkipReason)
     assert "no watched model has a 'champion' alias" in result.skip_message
 
