@@ -80,10 +80,17 @@ class LocalSystem:
         )
 
     def start(self) -> None:
-        # The test process and the daemon's sensor would otherwise both create the MLflow
-        # schema in the new SQLite file at the same moment.
-        self.resources["mlflow"].settings.client().search_experiments()
+        # As `make setup` does, create the MLflow and Dagster SQLite schemas first, because the
+        # webserver, the daemon and this process would otherwise create them at the same moment.
         bin_dir = Path(sys.executable).parent
+        subprocess.run(
+            [str(bin_dir / "eval-pipeline"), "init"],
+            cwd=REPO_ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         workspace = str(REPO_ROOT / "workspace.yaml")
         self._start(
             "webserver",
