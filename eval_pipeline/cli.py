@@ -472,7 +472,13 @@ def _run_backfill(args: argparse.Namespace, defs) -> int:
         return EXIT_OK
     runs = wait_for_backfill(client, backfill_id, len(keys), args.timeout)
     for run in runs:
-        print(f"  {run['runId']}  {run['status']}")
+        print(f"  {run['status']:<8} {client.url}/runs/{run['runId']}")
+    if any(run["status"] != "SUCCESS" for run in runs):
+        print(
+            "A failed evaluation run is either blocked by its gate checks (the run's Checks tab "
+            "and `eval-pipeline report --model NAME` show which) or failed with an error (its "
+            "logs say which)."
+        )
     return EXIT_OK if all(run["status"] == "SUCCESS" for run in runs) else EXIT_FAILED
 
 

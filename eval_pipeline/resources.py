@@ -366,6 +366,16 @@ class AutomationResource(dg.ConfigurableResource):
         return key.strip(), value.strip()
 
 
+def _automation_resource(env: dict[str, str]) -> AutomationResource:
+    automation = AutomationResource(
+        watched_models=_split_list(env.get("EVAL_PIPELINE_WATCHED_MODELS", "")),
+        watch_tag=env.get("EVAL_PIPELINE_WATCH_TAG", ""),
+    )
+    # A malformed tag fails the code location load, not only each sensor tick.
+    automation.tag_filter()
+    return automation
+
+
 def sensor_interval_seconds(environ: dict[str, str] | None = None) -> int:
     """Return the sensors' minimum interval between ticks (EVAL_PIPELINE_SENSOR_INTERVAL)."""
     env = dict(os.environ if environ is None else environ)
@@ -492,8 +502,5 @@ def build_resources(environ: dict[str, str] | None = None) -> dict[str, dg.Confi
             policy_path=env.get("EVAL_PIPELINE_MONITORING_POLICY", "monitoring_policy.yaml"),
             dashboard_dir=env.get("EVAL_PIPELINE_DASHBOARD_DIR", str(home / "dashboard")),
         ),
-        "automation": AutomationResource(
-            watched_models=_split_list(env.get("EVAL_PIPELINE_WATCHED_MODELS", "")),
-            watch_tag=env.get("EVAL_PIPELINE_WATCH_TAG", ""),
-        ),
+        "automation": _automation_resource(env),
     }

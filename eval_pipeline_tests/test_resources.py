@@ -144,3 +144,8 @@ def test_spark_connect_names_missing_client_packages(tmp_path):
     resource = SparkResource(jars_dir=str(tmp_path), remote="sc://127.0.0.1:1")
     with pytest.raises(SparkConnectUnavailableError, match="grpcio-status"):
         resource.get_session()
+
+
+def test_malformed_watch_tag_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="Invalid watch tag 'novalue'"):
+        build_resources({"EVAL_PIPELINE_HOME": str(tmp_path), "EVAL_PIPELINE_WATCH_TAG": "novalue"})

@@ -48,6 +48,14 @@ SENSOR_INTERVAL_SECONDS = sensor_interval_seconds()
 RECHECK_TRIGGERS = ("nightly", "dataset_change")
 
 
+ACTIVE_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
 def evaluation_run_key(partition_key: str, dataset_name: str, dataset_version: str) -> str:
     """Return the run key of one evaluation: a version on one dataset version runs once."""
     return f"{partition_key}@{dataset_name}:{dataset_version}"
@@ -88,7 +96,12 @@ def model_registry_sensor(
     cursor = parse_cursor(context.cursor)
     names = watched_model_names(settings, automation.watched_models, automation.tag_filter())
     if not names:
-        watched = automation.watched_models or automation.watch_tag or "every registered model"
+        if not automation.watched_models and not automation.watch_tag:
+            return dg.SkipReason(
+                f"The registry at {settings.registry_uri} has no registered models yet; "
+                "register a model version to have it evaluated."
+            )
+        watched = automation.watched_models or automation.watch_tag
         return dg.SkipReason(
             f"No registered model matches the watch setting ({watched}) in the registry at "
             f"{settings.registry_uri}."
@@ -180,10 +193,20 @@ def benchmark_dataset_sensor(
             f"({len(dataset.source_files())} file(s))."
         )
     if context.cursor == version:
+        active = context.instance.get_run_records(
+            dg.RunsFilter(job_name=benchmark_refresh_job.name, statuses=ACTIVE_RUN_STATUSES),
+            limit=1,
+        )
+        if active:
+            return dg.SkipReason(
+                f"Refresh run {active[0].dagster_run.run_id} of dataset {dataset.name!r} version "
+                f"{version} is in progress."
+            )
         return dg.SkipReason(
             f"A refresh of dataset {dataset.name!r} version {version} was already requested but "
-            "Silver does not hold it; the latest benchmark_refresh_job run in the Dagster UI shows "
-            "why. Fix the files (a new version is requested automatically) or relaunch the job."
+            "Silver does not hold it and no refresh run is in progress; the latest "
+            "benchmark_refresh_job run in the Dagster UI shows why. Fix the files (a new version "
+            "is requested automatically) or relaunch the job."
         )
     context.update_cursor(version)
     return dg.RunRequest(

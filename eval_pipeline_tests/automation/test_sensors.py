@@ -234,7 +234,7 @@ def test_registry_sensor_run_key_changes_with_dataset(instance, resources, clien
 def test_registry_sensor_skip_reason_names_empty_registry(instance, resources):
     result, _ = tick(instance, resources)
     assert isinstance(result, dg.SkipReason)
-    assert "every registered model" in result.skip_message
+    assert "has no registered models yet" in result.skip_message
 
 
 def test_dataset_sensor_requests_refresh_for_new_and_changed_files(instance, resources, landing):
