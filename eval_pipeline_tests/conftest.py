@@ -8,7 +8,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from eval_pipeline.definitions import defs
 from eval_pipeline.resources import SparkResource, build_resources, delta_jar_paths
+
+# NOTE: Dagster 1.13 resolves a Definitions object through the state storage of the instance
+# entered most recently, and in full test runs an instance closed out of order left a dead one
+# behind ("Attempted to resolve undefined DagsterInstance weakref"). Resolving the code
+# location once here, before any test instance exists, caches its repository.
+defs.get_repository_def()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
