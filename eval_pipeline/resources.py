@@ -344,7 +344,7 @@ class MonitoringResource(dg.ConfigurableResource):
 
 
 class AutomationResource(dg.ConfigurableResource):
-    """Which registered models the registry sensor and the nightly schedule watch.
+    """The registered models that the registry sensor and the nightly schedule watch.
 
     With neither a list nor a tag, every registered model is watched.
     """

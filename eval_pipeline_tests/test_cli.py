@@ -153,7 +153,7 @@ def test_backfill_without_webserver_exits_2(cli_env):
     )
 
     assert completed.returncode == 2
-    assert "No Dagster webserver answers at http://127.0.0.1:9" in completed.stderr
+    assert "No Dagster webserver responds at http://127.0.0.1:9" in completed.stderr
     assert "--in-process" in completed.stderr
 
 

@@ -1,9 +1,9 @@
 """Sensors that evaluate new model versions, refresh a changed benchmark and act on results.
 
-The chain a registered version goes through without anyone pressing a button:
-`model_registry_sensor` adds its partition and requests `model_evaluation_job`; when that run
-ends, `promote_after_evaluation` (passed) or `promote_after_failed_evaluation` (blocked by
-its gate checks) requests `promotion_job` for the same partition. Champions re-evaluated after
+A registered version goes through this chain without anyone pressing a button.
+`model_registry_sensor` adds its partition and requests `model_evaluation_job`. When that run
+ends, `promote_after_evaluation` (passed) or `promote_after_failed_evaluation` (blocked by its
+gate checks) requests `promotion_job` for the same partition. Champions re-evaluated after
 a dataset change or by the nightly schedule get `regression_record_job` instead, which tags
 the result without moving aliases.
 
@@ -62,11 +62,11 @@ def evaluation_run_key(partition_key: str, dataset_name: str, dataset_version: s
 
 
 def silver_wait_reason(dataset: BenchmarkDatasetResource, version: str, instance) -> str | None:
-    """Return why evaluations must wait for Silver, or None when Silver holds `version`."""
-    held = silver_dataset(instance)
-    if held == (dataset.name, version):
+    """Return why evaluations must wait for Silver, or None when Silver contains `version`."""
+    stored = silver_dataset(instance)
+    if stored == (dataset.name, version):
         return None
-    held_text = f"dataset {held[0]!r} version {held[1]}" if held else "nothing yet"
+    held_text = f"dataset {stored[0]!r} version {stored[1]}" if stored else "nothing yet"
     return (
         f"Silver holds {held_text}, but the benchmark files are dataset {dataset.name!r} version "
         f"{version}; benchmark_dataset_sensor requests benchmark_refresh_job for it, and "
@@ -330,7 +330,7 @@ def promote_after_evaluation(context: dg.RunStatusSensorContext):
 def promote_after_failed_evaluation(context: dg.RunStatusSensorContext):
     """Request the promotion job for a version blocked by its gate checks, which tags it blocked.
 
-    A blocking check that fails ends the run as failed after the gate decision is stored; a run
+    A blocking check that fails ends the run as failed after the gate decision is stored. A run
     that failed before deciding is skipped with the reason.
     """
     return _follow_up(context, "failed")

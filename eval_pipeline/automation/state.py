@@ -1,4 +1,4 @@
-"""What the Dagster instance records about Silver and gate decisions, read through public APIs."""
+"""Dagster instance records of Silver and gate decisions, read through public APIs."""
 
 import dagster as dg
 

@@ -110,7 +110,7 @@ class DagsterWebserverClient:
             )
         except requests.ConnectionError as error:
             raise WebserverError(
-                f"No Dagster webserver answers at {self.url}; start it with `make ui` (or pass "
+                f"No Dagster webserver responds at {self.url}; start it with `make ui` (or pass "
                 "--webserver with the right address, or --in-process to run without it)."
             ) from error
         except requests.Timeout as error:

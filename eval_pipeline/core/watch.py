@@ -1,4 +1,4 @@
-"""Which registered model versions are new since the registry sensor's last tick.
+"""Detection of registered model versions that are new since the registry sensor's last tick.
 
 The cursor maps each watched model to the highest version number already handled. MLflow
 numbers a model's versions 1, 2, 3, ... in registration order and never reuses a number, so
@@ -37,7 +37,7 @@ class RegisteredVersion:
 
 @dataclass
 class WatchPlan:
-    """What one sensor tick found: versions to evaluate, versions to wait for, and gaps."""
+    """Findings of one sensor tick: versions to evaluate, versions to wait for, and gaps."""
 
     ready: list[RegisteredVersion] = field(default_factory=list)
     pending: list[RegisteredVersion] = field(default_factory=list)
@@ -78,7 +78,7 @@ def plan_new_versions(
 ) -> WatchPlan:
     """Split the listed versions above the cursor into ready, pending and failed ones.
 
-    A version still pending registration holds the cursor below itself, so it and every later
+    A version still pending registration keeps the cursor below itself, so it and every later
     version of that model are looked at again on the next tick. A version listed twice counts
     once. A model with no cursor entry has all of its versions treated as new.
     """

@@ -1,8 +1,8 @@
 """The local system as users run it: dagster-daemon and the webserver on 127.0.0.1.
 
 A version registered through MLflow is evaluated by the sensor-triggered run and promoted or
-blocked without any other action; the runs are read through the webserver's GraphQL API, and
-the UI is opened in headless Chromium.
+blocked without any other action. The tests read the runs through the webserver's GraphQL API
+and open the UI in headless Chromium.
 """
 
 import contextlib

@@ -237,7 +237,7 @@ def test_registry_sensor_skip_reason_names_empty_registry(instance, resources):
     assert "has no registered models yet" in result.skip_message
 
 
-def test_dataset_sensor_requests_refresh_for_new_and_changed_files(instance, resources, landing):
+def test_dataset_sensor_refreshes_changed_files(instance, resources, landing):
     first = dataset_tick(instance, resources)
     assert isinstance(first, dg.RunRequest)
     version = resources["dataset"].current_version()
